@@ -1,0 +1,165 @@
+"""The one interface every engine implements, and the plain data that crosses it.
+
+Everything here is pure Python and picklable: requests and chunks travel between the gateway process and
+Ray Serve replicas.
+
+Streaming and usage contract (what the gateway relies on):
+
+* ``Backend.generate(request)`` is an async iterator of ``GenerationChunk``.
+* Bad input (a prompt longer than the context, an option the engine cannot honour) raises a
+  ``gateway.errors.ClientError`` subclass *before the first chunk*, so the gateway can still answer with a
+  4xx status.
+* Each chunk carries, per choice, only what is new since the previous chunk (a delta). A backend may merge
+  several engine steps into one chunk; it never holds text back once it has it.
+* Every choice ends with exactly one delta whose ``finish_reason`` is set (``"stop"`` or ``"length"``).
+* The last chunk carries ``usage``: exact prompt and completion token counts from the engine's own
+  tokenizer, for every request, streamed or not. No other chunk carries usage.
+* If the consumer stops iterating (client gone), the backend aborts the engine request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "abort"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """Messages the backend renders with the model's own chat template."""
+
+    messages: tuple[ChatMessage, ...]
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    text: str
+
+
+@dataclass(frozen=True)
+class TokenPrompt:
+    token_ids: tuple[int, ...]
+
+
+Prompt = ChatPrompt | TextPrompt | TokenPrompt
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Validated sampling options; ``None`` means the engine's default."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: int | None = None
+    """None: no logprobs. k >= 0: the sampled token's logprob plus the top k alternatives."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt: Prompt
+    sampling: SamplingOptions = SamplingOptions()
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass
+class ChoiceDelta:
+    index: int
+    text: str = ""
+    finish_reason: FinishReason | None = None
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class GenerationChunk:
+    choices: list[ChoiceDelta] = field(default_factory=list)
+    usage: Usage | None = None
+
+
+def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
+    """Fold consecutive deltas into one chunk (texts and logprobs appended per choice, last usage wins).
+
+    Used by replicas to coalesce what piled up while the consumer was busy, and to build whole answers.
+    """
+    by_index: dict[int, ChoiceDelta] = {}
+    usage: Usage | None = None
+    for chunk in chunks:
+        for delta in chunk.choices:
+            acc = by_index.get(delta.index)
+            if acc is None:
+                by_index[delta.index] = replace(
+                    delta, logprobs=None if delta.logprobs is None else list(delta.logprobs)
+                )
+                continue
+            acc.text += delta.text
+            if delta.finish_reason is not None:
+                acc.finish_reason = delta.finish_reason
+            if delta.logprobs is not None:
+                acc.logprobs = (acc.logprobs or []) + delta.logprobs
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return GenerationChunk(choices=[by_index[i] for i in sorted(by_index)], usage=usage)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a replica needs to start a backend for one model."""
+
+    name: str
+    weights_path: str
+    context_length: int
+    chip: str
+    engine: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """A model engine inside one replica. See the module docstring for the streaming and usage contract."""
+
+    async def start(self) -> None:
+        """Load weights and start the engine; raise if the model cannot be served."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream the answer to one request (contract in the module docstring)."""
+
+    async def check_health(self) -> None:
+        """Raise if the engine can no longer serve."""
+
+    def stop(self) -> None:
+        """Release the engine and its processes (called when the replica shuts down)."""

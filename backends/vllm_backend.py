@@ -1,0 +1,251 @@
+"""vLLM engine (``AsyncLLM``) behind the backend interface: CUDA, CPU, and Ascend through vllm-ascend.
+
+vLLM is imported in ``start()``, never at module load, so the catalog can be validated anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backends.base import (
+    ChatPrompt,
+    ChoiceDelta,
+    GenerationChunk,
+    GenerationRequest,
+    ModelSpec,
+    SamplingOptions,
+    TextPrompt,
+    TokenLogprob,
+    TokenPrompt,
+    TopLogprob,
+    Usage,
+)
+from gateway.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+
+class VLLMOptions(BaseModel):
+    """Engine options a catalog deployment may set for the vLLM backend."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="Weights and activation dtype."
+    )
+    max_model_len: int | None = Field(
+        default=None, ge=16, description="Context length; defaults to the model's context_length."
+    )
+    max_num_seqs: int = Field(default=64, ge=1, description="Sequences batched at once.")
+    kv_cache_gib: float | None = Field(
+        default=None, gt=0, description="KV-cache size in GiB (CPU: VLLM_CPU_KVCACHE_SPACE)."
+    )
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="Fraction of accelerator memory vLLM may use."
+    )
+    tensor_parallel_size: int = Field(default=1, ge=1, description="Chips per model replica.")
+    quantization: str | None = Field(default=None, description="vLLM quantization method.")
+    enforce_eager: bool = Field(default=False, description="Skip graph capture / compilation.")
+    max_logprobs: int = Field(default=20, ge=0, description="Largest top_logprobs accepted.")
+    cpu_reserved_cores: int = Field(
+        default=0, ge=0, description="CPU only: cores vLLM keeps free of its worker threads."
+    )
+
+
+def _finish_reason(reason: str | None) -> Literal["stop", "length", "abort"] | None:
+    if reason in ("stop", "length", "abort"):
+        return reason  # type: ignore[return-value]
+    return None if reason is None else "stop"
+
+
+class VLLMBackend:
+    """One ``AsyncLLM`` engine serving one model."""
+
+    Options = VLLMOptions
+
+    def __init__(self, spec: ModelSpec, options: VLLMOptions) -> None:
+        self.spec = spec
+        self.options = options
+        self.max_model_len = options.max_model_len or spec.context_length
+        self._engine: Any = None
+        self._tokenizer: Any = None
+        self._vocab_size = 0
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> VLLMBackend:
+        return cls(spec, VLLMOptions.model_validate(spec.engine))
+
+    def _set_platform_env(self) -> None:
+        if self.spec.chip == "cpu":
+            os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+            os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.options.cpu_reserved_cores)
+            if self.options.kv_cache_gib is not None:
+                os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{self.options.kv_cache_gib:g}"
+            # The AOT-compiled path recompiles on every start on the CPU; eager start is seconds.
+            os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
+
+    async def start(self) -> None:
+        self._set_platform_env()
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        kwargs: dict[str, Any] = {
+            "model": self.spec.weights_path,
+            "served_model_name": self.spec.name,
+            "dtype": self.options.dtype,
+            "max_model_len": self.max_model_len,
+            "max_num_seqs": self.options.max_num_seqs,
+            "tensor_parallel_size": self.options.tensor_parallel_size,
+            "enforce_eager": self.options.enforce_eager,
+            "max_logprobs": self.options.max_logprobs,
+            "disable_log_stats": True,
+        }
+        if self.options.quantization:
+            kwargs["quantization"] = self.options.quantization
+        if self.options.gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization
+        if self.spec.chip != "cpu" and self.options.kv_cache_gib is not None:
+            kwargs["kv_cache_memory_bytes"] = int(self.options.kv_cache_gib * 2**30)
+        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+        self._tokenizer = self._engine.get_tokenizer()
+        self._vocab_size = len(self._tokenizer)
+
+    async def check_health(self) -> None:
+        if self._engine is None:
+            raise BackendUnavailable("engine not started")
+        await self._engine.check_health()
+
+    def stop(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+
+    # -- request path -------------------------------------------------------------------------
+
+    def _render(self, request: GenerationRequest) -> list[int]:
+        prompt = request.prompt
+        if isinstance(prompt, ChatPrompt):
+            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+            ids = self._tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+            return list(ids)
+        if isinstance(prompt, TextPrompt):
+            return list(self._tokenizer.encode(prompt.text))
+        if isinstance(prompt, TokenPrompt):
+            bad = [t for t in prompt.token_ids if not 0 <= t < self._vocab_size]
+            if bad:
+                raise InvalidRequest(
+                    f"Token id {bad[0]} is out of range for this model's vocabulary "
+                    f"(0..{self._vocab_size - 1}).",
+                    param="prompt",
+                )
+            return list(prompt.token_ids)
+        raise InvalidRequest("Unsupported prompt type.", param="prompt")
+
+    def _max_tokens(self, prompt_len: int, requested: int | None) -> int:
+        limit = self.max_model_len
+        if prompt_len == 0:
+            raise InvalidRequest("The prompt is empty.", param="prompt")
+        if prompt_len >= limit:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {limit} tokens. However, your prompt has "
+                f"{prompt_len} tokens. Please reduce the length of the messages or prompt.",
+                param="messages",
+            )
+        if requested is None:
+            return limit - prompt_len
+        if prompt_len + requested > limit:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt_len + requested} tokens ({prompt_len} in the messages, {requested} in "
+                "the completion). Please reduce the length of the messages or completion.",
+                param="max_tokens",
+            )
+        return requested
+
+    def _sampling_params(self, sampling: SamplingOptions, max_tokens: int) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        if sampling.logprobs is not None and sampling.logprobs > self.options.max_logprobs:
+            raise InvalidRequest(
+                f"At most {self.options.max_logprobs} top logprobs are supported.",
+                param="top_logprobs",
+            )
+        return SamplingParams(
+            n=sampling.n,
+            temperature=1.0 if sampling.temperature is None else sampling.temperature,
+            top_p=1.0 if sampling.top_p is None else sampling.top_p,
+            seed=sampling.seed,
+            stop=list(sampling.stop) or None,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            max_tokens=max_tokens,
+            logprobs=sampling.logprobs,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    def _logprobs(self, token_ids: Any, entries: Any, k: int) -> list[TokenLogprob]:
+        result: list[TokenLogprob] = []
+        for token_id, by_id in zip(token_ids, entries, strict=False):
+            chosen = by_id.get(token_id)
+            ranked = sorted(by_id.items(), key=lambda kv: kv[1].rank or 0)
+            top = tuple(
+                TopLogprob(self._token_text(tid, lp), float(lp.logprob))
+                for tid, lp in ranked
+                if lp.rank is not None and lp.rank <= k
+            )
+            result.append(
+                TokenLogprob(
+                    token=self._token_text(token_id, chosen),
+                    logprob=float(chosen.logprob) if chosen is not None else float("-inf"),
+                    top=top,
+                )
+            )
+        return result
+
+    def _token_text(self, token_id: int, entry: Any) -> str:
+        if entry is not None and entry.decoded_token is not None:
+            return str(entry.decoded_token)
+        return str(self._tokenizer.decode([token_id]))
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if self._engine is None:
+            raise BackendUnavailable("engine not started")
+        if self._engine.errored:
+            raise BackendUnavailable("The engine of this replica has failed.")
+        prompt_ids = await asyncio.to_thread(self._render, request)
+        max_tokens = self._max_tokens(len(prompt_ids), request.sampling.max_tokens)
+        params = self._sampling_params(request.sampling, max_tokens)
+        k = request.sampling.logprobs
+        generated: dict[int, int] = {}
+        stream = self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
+        async with contextlib.aclosing(stream):
+            async for output in stream:
+                deltas = []
+                for completion in output.outputs:
+                    generated[completion.index] = generated.get(completion.index, 0) + len(
+                        completion.token_ids
+                    )
+                    deltas.append(
+                        ChoiceDelta(
+                            index=completion.index,
+                            text=completion.text,
+                            finish_reason=_finish_reason(completion.finish_reason),
+                            logprobs=None
+                            if k is None or completion.logprobs is None
+                            else self._logprobs(completion.token_ids, completion.logprobs, k),
+                        )
+                    )
+                usage = None
+                if output.finished:
+                    usage = Usage(len(prompt_ids), sum(generated.values()))
+                yield GenerationChunk(choices=deltas, usage=usage)

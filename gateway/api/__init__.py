@@ -1,0 +1,1 @@
+"""One module per endpoint; collaborators come from ``app.state`` through ``deps``."""

@@ -1,0 +1,38 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from gateway.api.deps import Authenticated, get_model_router, get_usage_log, parse_body
+from gateway.api.generation import Call, new_request_id, run_call
+from gateway.protocol.requests import ChatCompletionRequest
+from gateway.protocol.responses import ChatFormatter
+from gateway.streaming import StreamEncoder
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions")
+async def create_chat_completion(request: Request, principal: Authenticated) -> Response:
+    body = await parse_body(request, ChatCompletionRequest)
+    if (problem := body.unsupported()) is not None:
+        raise problem
+    model = get_model_router(request).resolve(body.model)
+    request_id = new_request_id("chatcmpl")
+    formatter = ChatFormatter(request_id, model.name, body.n)
+    call = Call(
+        endpoint="chat.completions",
+        principal=principal,
+        model=model,
+        prompt=body.prompt(),
+        sampling=body.sampling(),
+        stream=body.stream,
+    )
+    encoder = StreamEncoder(
+        preamble=formatter.role_chunk(),
+        delta=formatter.delta_chunk,
+        usage=formatter.usage_chunk,
+        include_usage=body.include_usage,
+    )
+    return await run_call(call, request_id, get_usage_log(request), formatter.completion, encoder)

@@ -1,0 +1,38 @@
+"""POST /v1/completions (legacy text completions)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from gateway.api.deps import Authenticated, get_model_router, get_usage_log, parse_body
+from gateway.api.generation import Call, new_request_id, run_call
+from gateway.protocol.requests import CompletionRequest
+from gateway.protocol.responses import CompletionFormatter
+from gateway.streaming import StreamEncoder
+
+router = APIRouter()
+
+
+@router.post("/v1/completions")
+async def create_completion(request: Request, principal: Authenticated) -> Response:
+    body = await parse_body(request, CompletionRequest)
+    if (problem := body.unsupported()) is not None:
+        raise problem
+    model = get_model_router(request).resolve(body.model)
+    request_id = new_request_id("cmpl")
+    formatter = CompletionFormatter(request_id, model.name)
+    call = Call(
+        endpoint="completions",
+        principal=principal,
+        model=model,
+        prompt=body.to_prompt(),
+        sampling=body.sampling(),
+        stream=body.stream,
+    )
+    encoder = StreamEncoder(
+        preamble=None,
+        delta=formatter.delta_chunk,
+        usage=formatter.usage_chunk,
+        include_usage=body.include_usage,
+    )
+    return await run_call(call, request_id, get_usage_log(request), formatter.completion, encoder)

@@ -1,0 +1,66 @@
+"""Typed accessors for what the app factory put on ``app.state``, and request-edge helpers."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from gateway.errors import AuthenticationFailed, InvalidRequest
+from gateway.keystore import KeyStore, Principal
+from gateway.metering import UsageLog
+from gateway.routing import ModelRouter
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def get_model_router(request: Request) -> ModelRouter:
+    router: ModelRouter = request.app.state.model_router
+    return router
+
+
+def get_keystore(request: Request) -> KeyStore:
+    keystore: KeyStore = request.app.state.keystore
+    return keystore
+
+
+def get_usage_log(request: Request) -> UsageLog:
+    usage_log: UsageLog = request.app.state.usage_log
+    return usage_log
+
+
+def authenticate(request: Request) -> Principal:
+    """FastAPI dependency: the caller's principal from ``Authorization: Bearer <key>``, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
+    principal = get_keystore(request).authenticate(secret)
+    if principal is None:
+        raise AuthenticationFailed("Incorrect API key provided.")
+    return principal
+
+
+Authenticated = Annotated[Principal, Depends(authenticate)]
+
+
+def _param(loc: tuple[int | str, ...]) -> str | None:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "list[")))]
+    return ".".join(parts) or None
+
+
+async def parse_body(request: Request, model: type[Body]) -> Body:
+    """Validate the JSON body; malformed JSON and wrong types become a 400 naming the parameter."""
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "json_invalid":
+            raise InvalidRequest(f"The request body is not valid JSON: {err['msg']}") from None
+        if err["type"] == "model_type":
+            raise InvalidRequest("The request body must be a JSON object.") from None
+        param = _param(tuple(err["loc"]))
+        raise InvalidRequest(f"Invalid value for '{param}': {err['msg']}", param=param) from None

@@ -1,0 +1,35 @@
+"""GET /v1/models and GET /v1/models/{model}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from gateway.api.deps import Authenticated, get_model_router
+from gateway.routing import RoutedModel
+
+router = APIRouter()
+
+
+def _card(model: RoutedModel) -> dict[str, Any]:
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": model.created,
+        "owned_by": model.owned_by,
+        "family": model.family,
+        "context_length": model.context_length,
+        "aliases": list(model.aliases),
+    }
+
+
+@router.get("/v1/models")
+async def list_models(request: Request, _: Authenticated) -> dict[str, Any]:
+    models = get_model_router(request).models()
+    return {"object": "list", "data": [_card(m) for m in models]}
+
+
+@router.get("/v1/models/{model:path}")
+async def retrieve_model(model: str, request: Request, _: Authenticated) -> dict[str, Any]:
+    return _card(get_model_router(request).resolve(model))

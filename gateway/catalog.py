@@ -1,0 +1,161 @@
+"""The model catalog (``models.yaml``): schema, loading, and errors that name the file and the field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from backends.registry import BackendNotFound, validate_engine_options
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+
+class CatalogError(ValueError):
+    """The catalog file is missing, is not YAML, or breaks the schema; the message names file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GgufPackageWeights(_Strict):
+    """Weights shipped as a GGUF file inside an installed Python package, converted once to a HF folder."""
+
+    kind: Literal["gguf_package"] = Field(description="Weights shipped inside a Python package.")
+    package: str = Field(description="Importable package name that holds the GGUF file.")
+    file: str = Field(description="GGUF file name inside the package folder.")
+    pip: str | None = Field(
+        default=None, description="Requirement to show the operator when the package is missing."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32", description="Dtype of the converted Hugging Face folder."
+    )
+
+
+class LocalWeights(_Strict):
+    """A Hugging Face model folder already on this machine."""
+
+    kind: Literal["local"] = Field(description="A Hugging Face folder on local disk.")
+    path: Path = Field(description="Folder with config.json, tokenizer and weights.")
+
+
+class HuggingFaceWeights(_Strict):
+    """A Hugging Face model id that must already be in the local cache; the gateway never downloads."""
+
+    kind: Literal["huggingface"] = Field(description="A Hugging Face model id, served offline.")
+    repo: str = Field(description="Model id, e.g. Qwen/Qwen2.5-7B-Instruct.")
+    revision: str | None = Field(default=None, description="Commit or tag to serve.")
+
+
+Weights = Annotated[GgufPackageWeights | LocalWeights | HuggingFaceWeights, Field(discriminator="kind")]
+
+
+class Deployment(_Strict):
+    """Where and how one model runs: a backend on a chip kind, with replicas."""
+
+    backend: str = Field(default="vllm", description="Backend name from the backend registry.")
+    chip: str = Field(default="cpu", description="Chip kind: cpu, nvidia, ascend, enflame, ...")
+    chips_per_replica: float = Field(default=0, ge=0, description="Chips each replica needs.")
+    pool: str = Field(default="own", description="Capacity pool this deployment runs in.")
+    replicas: int = Field(default=1, ge=1, le=1024, description="Number of replicas.")
+    max_ongoing_requests: int = Field(
+        default=256, ge=1, description="Requests one replica accepts at once before queueing."
+    )
+    engine: dict[str, Any] = Field(
+        default_factory=dict, description="Engine options, validated by the backend's own schema."
+    )
+
+
+class ModelEntry(_Strict):
+    """One model callers can ask for by name or alias."""
+
+    name: str = Field(pattern=_NAME, description="The name callers put in `model`.")
+    family: Literal["llama", "qwen", "deepseek", "glm", "yi", "bloom", "other"] = Field(
+        description="Model family (architecture and chat template lineage)."
+    )
+    aliases: list[Annotated[str, Field(pattern=_NAME)]] = Field(
+        default_factory=list, description="Other names that reach this model."
+    )
+    owned_by: str = Field(default="maas", description="Owner shown in /v1/models.")
+    context_length: int = Field(ge=16, description="Maximum prompt + completion tokens.")
+    weights: Weights = Field(description="Where the weights come from.")
+    deployments: list[Deployment] = Field(
+        min_length=1, description="Where the model runs; the first is used until pools route."
+    )
+
+
+class Catalog(_Strict):
+    """The whole catalog."""
+
+    models: list[ModelEntry] = Field(min_length=1, description="Models served by this gateway.")
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Catalog:
+        seen: dict[str, str] = {}
+        for model in self.models:
+            for name in [model.name, *model.aliases]:
+                if name in seen:
+                    raise ValueError(
+                        f"name {name!r} of model {model.name!r} is already used by {seen[name]!r}"
+                    )
+                seen[name] = model.name
+        return self
+
+    def find(self, name: str) -> ModelEntry | None:
+        for model in self.models:
+            if name == model.name or name in model.aliases:
+                return model
+        return None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", item):
+            parts.append(f".{item}" if parts else item)
+        # Discriminated-union tags such as "gguf_package" are pydantic's, not the user's fields.
+    return "".join(parts).replace(".gguf_package", "").replace(".local", "").replace(".huggingface", "")
+
+
+def parse_catalog(data: Any, source: str) -> Catalog:
+    """Validate already-parsed YAML data; ``source`` names the file in errors."""
+    try:
+        catalog = Catalog.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: {len(exc.errors())} error(s) in the model catalog"]
+        for err in exc.errors():
+            where = _field_path(tuple(err["loc"])) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise CatalogError("\n".join(lines)) from None
+    for i, model in enumerate(catalog.models):
+        for j, deployment in enumerate(model.deployments):
+            where = f"{source}: models[{i}].deployments[{j}]"
+            try:
+                validate_engine_options(deployment.backend, deployment.engine)
+            except BackendNotFound as exc:
+                raise CatalogError(f"{where}.backend: {exc}") from None
+            except ValidationError as exc:
+                lines = [f"{where}.engine: invalid options for backend {deployment.backend!r}"]
+                for err in exc.errors():
+                    lines.append(f"  engine.{_field_path(tuple(err['loc']))}: {err['msg']}")
+                raise CatalogError("\n".join(lines)) from None
+    return catalog
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and validate a catalog file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read the model catalog: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+    return parse_catalog(data, str(path))

@@ -1,0 +1,148 @@
+"""``maas``: run the gateway and manage keys.
+
+maas serve [--config models.yaml] [--host 127.0.0.1] [--port 8000]
+maas keys create --tenant NAME
+maas catalog check PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from gateway.catalog import CatalogError, load_catalog
+from gateway.keystore import KeyStore
+from gateway.settings import Settings
+
+logger = logging.getLogger("maas")
+
+
+def _progress(message: str) -> None:
+    print(f"[maas] {message}", file=sys.stderr, flush=True)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # Imports here keep `maas keys` fast: Ray and uvicorn are only needed to serve.
+    import uvicorn
+
+    from gateway.app import build_app
+    from gateway.metering import UsageLog
+    from gateway.model_prep import PreparationFailed, prepare_model
+    from gateway.routing import ModelRouter
+    from gateway.serve_runtime import DeploymentFailed, RayOptions, ServeRuntime
+
+    settings = Settings.from_env()
+    try:
+        catalog = load_catalog(Path(args.config))
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    settings.ensure_dirs()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = time.monotonic()
+    runtime = ServeRuntime(RayOptions(dashboard=args.dashboard, log_to_driver=args.verbose))
+    keystore = KeyStore(settings.database_path)
+    try:
+        prepared = []
+        for model in catalog.models:
+            prepared.append((model, prepare_model(model, settings.models_dir, _progress)))
+        _progress("starting Ray on 127.0.0.1 (dashboard %s)" % ("on" if args.dashboard else "off"))
+        runtime.start()
+        _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
+        routed = runtime.deploy(prepared, _progress)
+        runtime.start_health_poller()
+        app = build_app(ModelRouter(routed), keystore, UsageLog(), runtime.statuses)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        _progress(f"ready in {time.monotonic() - started:.1f}s")
+        print(f"Serving OpenAI-compatible API at http://{args.host}:{args.port}/v1", flush=True)
+        server.run()
+    except (PreparationFailed, DeploymentFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        _progress("stopping")
+        runtime.stop()
+        keystore.close()
+        _progress("stopped")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    store = KeyStore(settings.database_path)
+    try:
+        created = store.create_key(args.tenant)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"Created key {created.key_id} for tenant {created.tenant!r}. It is shown only once:")
+    print(created.secret)
+    return 0
+
+
+def cmd_catalog_check(args: argparse.Namespace) -> int:
+    try:
+        catalog = load_catalog(Path(args.path))
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"{args.path}: OK, {len(catalog.models)} model(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maas", description="MaaS inference gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway and the models of a catalog")
+    serve.add_argument("--config", default="models.yaml", help="model catalog (models.yaml)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--dashboard", action="store_true", help="start Ray's dashboard too")
+    serve.add_argument("--verbose", action="store_true", help="forward replica logs here")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create an API key for a tenant")
+    create.add_argument("--tenant", required=True)
+    create.set_defaults(func=cmd_keys_create)
+
+    catalog = sub.add_parser("catalog", help="model catalog tools").add_subparsers(
+        dest="catalog_command", required=True
+    )
+    check = catalog.add_parser("check", help="validate a catalog without loading weights")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_catalog_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

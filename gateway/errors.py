@@ -1,0 +1,106 @@
+"""One error hierarchy, mapped to the OpenAI error object in one place.
+
+Client errors (4xx) say what the caller did wrong; server errors (5xx) never leak internals. Backends raise
+these types too, so the mapping holds whether an error starts in the gateway or in a replica.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway turns into an OpenAI error object."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable across Ray with keyword-only fields intact.
+        return (_rebuild, (type(self), self.message, self.param, self.code))
+
+    def to_body(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def _rebuild(cls: type[GatewayError], message: str, param: str | None, code: str | None) -> GatewayError:
+    return cls(message, param=param, code=code)
+
+
+class ClientError(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class InvalidRequest(ClientError):
+    """Malformed JSON, wrong types, out-of-range values, unsupported options."""
+
+
+class ContextLengthExceeded(ClientError):
+    code = "context_length_exceeded"
+
+
+class AuthenticationFailed(ClientError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ClientError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class ServerError(GatewayError):
+    status = 500
+    type = "server_error"
+
+
+class BackendUnavailable(ServerError):
+    """No healthy replica could take the request, or the replica died while serving it."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "backend_unavailable"
+
+
+def internal_error() -> ServerError:
+    return ServerError("The server had an error while processing your request.")
+
+
+def as_gateway_error(exc: BaseException) -> GatewayError:
+    """Map any exception to a ``GatewayError``: ours pass through (also when Ray wrapped them)."""
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            break
+        if isinstance(cause, GatewayError):
+            return cause
+        # RayTaskError keeps the replica's exception in ``cause``.
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    if type(exc).__name__ in {"RayActorError", "ActorDiedError", "ActorUnavailableError"}:
+        return BackendUnavailable("The model replica serving this request stopped; retry.")
+    return internal_error()

@@ -1,0 +1,169 @@
+"""Request bodies of the OpenAI endpoints, validated at the edge and turned into backend requests."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from backends.base import (
+    ChatMessage,
+    ChatPrompt,
+    Prompt,
+    SamplingOptions,
+    TextPrompt,
+    TokenPrompt,
+)
+from gateway.errors import InvalidRequest
+
+MAX_N = 16
+MAX_STOP = 16
+MAX_TOP_LOGPROBS = 20
+
+
+class _Request(BaseModel):
+    # Unknown fields are ignored, as OpenAI-compatible servers do, so newer clients keep working.
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def to_backend(self) -> ChatMessage:
+        if isinstance(self.content, list):
+            text = "".join(part.text for part in self.content)
+        else:
+            text = self.content or ""
+        role = "system" if self.role == "developer" else self.role
+        return ChatMessage(role=role, content=text)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _SamplingFields(_Request):
+    model: str = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_N)] = 1
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    max_tokens: PositiveInt | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences are allowed")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    def _stop_tuple(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in stops if s)
+
+    def _sampling(self, max_tokens: int | None, logprobs: int | None) -> SamplingOptions:
+        return SamplingOptions(
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            n=self.n,
+            stop=self._stop_tuple(),
+            seed=self.seed,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            logprobs=logprobs,
+        )
+
+
+class ChatCompletionRequest(_SamplingFields):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: PositiveInt | None = None
+    logprobs: bool = False
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    tools: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ChatCompletionRequest:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs requires logprobs to be true")
+        return self
+
+    def unsupported(self) -> InvalidRequest | None:
+        if self.tools:
+            return InvalidRequest("Tool calling is not supported by this gateway yet.", param="tools")
+        if self.response_format and self.response_format.get("type", "text") != "text":
+            return InvalidRequest(
+                "Only response_format of type 'text' is supported.", param="response_format"
+            )
+        return None
+
+    def prompt(self) -> Prompt:
+        return ChatPrompt(messages=tuple(m.to_backend() for m in self.messages))
+
+    def sampling(self) -> SamplingOptions:
+        logprobs = (self.top_logprobs or 0) if self.logprobs else None
+        return self._sampling(self.max_completion_tokens or self.max_tokens, logprobs)
+
+
+class CompletionRequest(_SamplingFields):
+    prompt: str | list[str] | list[int] = Field(min_length=1)
+    logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+
+    def unsupported(self) -> InvalidRequest | None:
+        if self.echo:
+            return InvalidRequest("echo is not supported.", param="echo")
+        if self.suffix:
+            return InvalidRequest("suffix is not supported.", param="suffix")
+        if self.best_of is not None and self.best_of != self.n:
+            return InvalidRequest("best_of other than n is not supported.", param="best_of")
+        batched = isinstance(self.prompt, list) and len(self.prompt) > 1
+        if batched and isinstance(self.prompt[0], str):
+            return InvalidRequest(
+                "Send one prompt per request; batched prompts are not supported.", param="prompt"
+            )
+        return None
+
+    def to_prompt(self) -> Prompt:
+        if isinstance(self.prompt, str):
+            return TextPrompt(self.prompt)
+        first = self.prompt[0]
+        if isinstance(first, str):
+            return TextPrompt(first)
+        return TokenPrompt(tuple(int(t) for t in self.prompt))
+
+    def sampling(self) -> SamplingOptions:
+        # OpenAI's legacy completions default to 16 tokens.
+        return self._sampling(self.max_tokens if self.max_tokens is not None else 16, self.logprobs)

@@ -1,0 +1,33 @@
+"""Where the gateway keeps its data, read once from the environment and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths the gateway writes to.
+
+    ``home`` holds the SQLite database and, unless ``models_dir`` says otherwise, prepared model folders.
+    """
+
+    home: Path
+    models_dir: Path
+
+    @property
+    def database_path(self) -> Path:
+        return self.home / "maas.db"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ) if environ is None else environ
+        home = Path(env.get("MAAS_HOME") or Path.home() / ".maas").expanduser()
+        models_dir = Path(env.get("MAAS_MODELS_DIR") or home / "models").expanduser()
+        return cls(home=home, models_dir=models_dir)
+
+    def ensure_dirs(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.models_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,89 @@
+"""Server-sent events for streamed answers.
+
+The first backend chunk is awaited before the response starts, so errors that happen before any token
+(bad input, no replica) still get their proper status. After the 200, an error becomes an SSE
+``data: {"error": ...}`` event followed by ``data: [DONE]``; a stream is never cut silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from backends.base import ChoiceDelta, GenerationChunk, Usage
+from gateway.errors import as_gateway_error
+
+logger = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+class StreamEncoder:
+    """What the endpoint needs to turn chunks into events (chat and completions differ)."""
+
+    def __init__(
+        self,
+        preamble: dict[str, Any] | None,
+        delta: Callable[[list[ChoiceDelta]], dict[str, Any] | None],
+        usage: Callable[[Usage], dict[str, Any]],
+        include_usage: bool,
+    ) -> None:
+        self.preamble = preamble
+        self.delta = delta
+        self.usage = usage
+        self.include_usage = include_usage
+
+
+async def first_chunk(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk | None:
+    """Await the first chunk; errors raised here still become a normal error response."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+
+
+async def sse_stream(
+    first: GenerationChunk | None,
+    rest: AsyncIterator[GenerationChunk],
+    encoder: StreamEncoder,
+    on_usage: Callable[[Usage | None, str], None],
+) -> AsyncIterator[bytes]:
+    """Encode a stream; ``on_usage`` is told the final usage and outcome exactly once."""
+    usage: Usage | None = None
+    outcome = "cancelled"
+    try:
+        if encoder.preamble is not None:
+            yield sse(encoder.preamble)
+        chunk = first
+        while chunk is not None:
+            event = encoder.delta(chunk.choices)
+            if event is not None:
+                yield sse(event)
+            if chunk.usage is not None:
+                usage = chunk.usage
+            chunk = await anext(rest, None)
+        if encoder.include_usage and usage is not None:
+            yield sse(encoder.usage(usage))
+        outcome = "ok"
+        yield DONE
+    except Exception as exc:
+        error = as_gateway_error(exc)
+        outcome = f"error:{type(error).__name__}"
+        logger.warning("stream failed after the first byte error=%s", type(exc).__name__)
+        yield sse(error.to_body())
+        yield DONE
+    finally:
+        await _close(rest)
+        on_usage(usage, outcome)
+
+
+async def _close(chunks: AsyncIterator[GenerationChunk]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
