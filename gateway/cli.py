@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             prepared.append((model, prepare_model(model, settings.models_dir, _progress)))
         _progress("starting Ray on 127.0.0.1 (dashboard %s)" % ("on" if args.dashboard else "off"))
         runtime.start()
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init installed its own (sys.exit(15))
         _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
         routed = runtime.deploy(prepared, _progress)
         runtime.start_health_poller()

@@ -97,10 +97,13 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     for _ in range(8):
         if cause is None:
             break
+        # RayTaskError keeps the replica's exception in ``cause`` (and may also subclass it).
+        inner = getattr(cause, "cause", None)
+        if isinstance(inner, GatewayError):
+            return inner
         if isinstance(cause, GatewayError):
             return cause
-        # RayTaskError keeps the replica's exception in ``cause``.
-        cause = getattr(cause, "cause", None) or cause.__cause__
+        cause = inner or cause.__cause__
     if type(exc).__name__ in {"RayActorError", "ActorDiedError", "ActorUnavailableError"}:
         return BackendUnavailable("The model replica serving this request stopped; retry.")
     return internal_error()

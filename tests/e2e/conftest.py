@@ -1,0 +1,151 @@
+"""The real gateway: ``maas serve`` with Ray Serve, vLLM on the CPU and the real SmolLM2 model.
+
+One server per test session (engine start is the slow part). Its teardown proves that SIGTERM stops it
+and leaves no Ray or engine process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import psutil
+import pytest
+
+from tests.conftest import REPO
+
+START_TIMEOUT_S = 600
+STOP_TIMEOUT_S = 90
+MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class Gateway:
+    base_url: str
+    key: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    models_dir: Path
+
+    def client(self, key: str | None = None, **kwargs: object) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url + "/v1", api_key=key or self.key, max_retries=0, **kwargs)  # type: ignore[arg-type]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_healthy(self, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base_url + "/health", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise AssertionError(f"gateway not healthy after {timeout_s}s\n{self.log_tail()}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def maas_env(home: Path, models_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(MAAS_HOME=str(home), MAAS_MODELS_DIR=str(models_dir), PYTHONUNBUFFERED="1")
+    return env
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and everything it started, including the Ray head's session."""
+    root = psutil.Process(pid)
+    found = {p.pid: p for p in root.children(recursive=True)}
+    sessions = {os.getsid(p.pid) for p in found.values() if p.is_running()}
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) in sessions:
+                found[proc.pid] = proc
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return list(found.values())
+
+
+def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    result = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                result.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return result
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    home = tmp_path_factory.mktemp("maas-home")
+    models_dir = REPO / ".cache" / "models"  # the one-time model conversion is reused across runs
+    env = maas_env(home, models_dir)
+    created = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "keys", "create", "--tenant", "e2e"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    key = created.stdout.strip().splitlines()[-1]
+    port = free_port()
+    log = home / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    gw = Gateway(f"http://127.0.0.1:{port}", key, process, log, models_dir)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while "Serving OpenAI-compatible API" not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"maas serve did not start (exit {process.poll()}):\n{gw.log_tail()}")
+        time.sleep(1)
+    gw.wait_healthy()
+    try:
+        yield gw
+    finally:
+        tree = process_tree(process.pid)
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        time.sleep(1)
+        leftovers = alive(tree + [psutil.Process(process.pid)] if code is None else tree)
+        for proc in leftovers:
+            proc.kill()
+        assert code == 0, f"maas serve did not stop cleanly (exit {code}):\n{gw.log_tail()}"
+        names = [f"{p.pid}:{p.name()}" for p in leftovers if p.is_running()]
+        assert not leftovers, f"processes left behind after SIGTERM: {names}"
+
+
+@pytest.fixture(scope="session")
+def tokenizer(gateway: Gateway) -> object:
+    """The served model's own tokenizer, from the folder the gateway prepared."""
+    from transformers import AutoTokenizer
+
+    folders = sorted(gateway.models_dir.glob(f"{MODEL}-*/config.json"))
+    assert folders, f"no prepared model folder under {gateway.models_dir}"
+    return AutoTokenizer.from_pretrained(folders[-1].parent)

@@ -1,0 +1,90 @@
+"""SSE framing: errors after the first byte become an error event, never a silently cut stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from backends.base import ChoiceDelta, GenerationChunk, Usage
+from gateway.errors import BackendUnavailable
+from gateway.protocol.responses import ChatFormatter
+from gateway.streaming import DONE, StreamEncoder, first_chunk, sse_stream
+
+
+def encoder(include_usage: bool) -> StreamEncoder:
+    formatter = ChatFormatter("chatcmpl-1", "m", 1)
+    return StreamEncoder(formatter.role_chunk(), formatter.delta_chunk, formatter.usage_chunk, include_usage)
+
+
+def events(raw: list[bytes]) -> list[object]:
+    out: list[object] = []
+    for item in raw:
+        assert item.startswith(b"data: ") and item.endswith(b"\n\n")
+        payload = item[6:-2]
+        out.append("[DONE]" if payload == b"[DONE]" else json.loads(payload))
+    return out
+
+
+async def test_stream_ends_with_usage_chunk_and_done() -> None:
+    async def source() -> AsyncIterator[GenerationChunk]:
+        yield GenerationChunk([ChoiceDelta(0, "Hi")])
+        yield GenerationChunk([ChoiceDelta(0, "!", "stop")], Usage(5, 2))
+
+    chunks = source()
+    seen: list[tuple[Usage | None, str]] = []
+    raw = [
+        b
+        async for b in sse_stream(
+            await first_chunk(chunks), chunks, encoder(True), lambda u, o: seen.append((u, o))
+        )
+    ]
+    parsed = events(raw)
+    assert parsed[-1] == "[DONE]" and raw[-1] == DONE
+    assert parsed[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}  # type: ignore[index]
+    texts = [e["choices"][0]["delta"].get("content") for e in parsed[1:3]]  # type: ignore[index]
+    assert texts == ["Hi", "!"]
+    assert parsed[-2]["choices"] == [] and parsed[-2]["usage"]["total_tokens"] == 7  # type: ignore[index]
+    assert seen == [(Usage(5, 2), "ok")]
+
+
+async def test_error_after_first_chunk_is_an_sse_error_event() -> None:
+    async def source() -> AsyncIterator[GenerationChunk]:
+        yield GenerationChunk([ChoiceDelta(0, "partial")])
+        raise BackendUnavailable("replica stopped")
+
+    chunks = source()
+    seen: list[tuple[Usage | None, str]] = []
+    raw = [
+        b
+        async for b in sse_stream(
+            await first_chunk(chunks), chunks, encoder(False), lambda u, o: seen.append((u, o))
+        )
+    ]
+    parsed = events(raw)
+    assert parsed[-1] == "[DONE]"
+    error = parsed[-2]["error"]  # type: ignore[index]
+    assert error["code"] == "backend_unavailable" and error["message"] == "replica stopped"
+    assert seen[0][1] == "error:BackendUnavailable"
+
+
+async def test_unexpected_errors_do_not_leak_internals() -> None:
+    async def source() -> AsyncIterator[GenerationChunk]:
+        yield GenerationChunk([ChoiceDelta(0, "x")])
+        raise KeyError("/secret/path")
+
+    chunks = source()
+    raw = [b async for b in sse_stream(await first_chunk(chunks), chunks, encoder(False), lambda u, o: None)]
+    error = events(raw)[-2]["error"]  # type: ignore[index]
+    assert "secret" not in error["message"] and error["type"] == "server_error"
+
+
+def test_errors_wrapped_by_ray_are_unwrapped_to_the_replica_error() -> None:
+    from ray.exceptions import RayTaskError
+
+    from gateway.errors import ContextLengthExceeded, as_gateway_error
+
+    cause = ContextLengthExceeded("too long", param="messages")
+    wrapped = RayTaskError("generate", "traceback", cause).as_instanceof_cause()
+    error = as_gateway_error(wrapped)
+    assert type(error) is ContextLengthExceeded
+    assert error.to_body()["error"]["param"] == "messages"
