@@ -78,6 +78,7 @@ class ServeRuntime:
         # reads these when it is imported, so they are set first.
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no usage reports leave the operator's machine
         import ray
         from ray import serve
 
@@ -109,10 +110,9 @@ class ServeRuntime:
                         f"starting engines: waiting for {', '.join(pending)} "
                         f"({time.monotonic() - started:.0f}s)"
                     )
-            errors = {name: f.exception() for name, f in futures.items() if f.exception()}
-        if errors:
-            detail = "; ".join(f"{name}: {exc}" for name, exc in errors.items())
-            raise DeploymentFailed(detail)
+        failures = [f"{name}: {f.exception()}" for name, f in futures.items() if f.exception()]
+        if failures:
+            raise DeploymentFailed("; ".join(failures))
         routed = []
         for model, _ in models:
             handle = serve.get_app_handle(app_name(model))

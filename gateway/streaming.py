@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from backends.base import ChoiceDelta, GenerationChunk, Usage
@@ -24,20 +25,14 @@ def sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
+@dataclass(frozen=True)
 class StreamEncoder:
     """What the endpoint needs to turn chunks into events (chat and completions differ)."""
 
-    def __init__(
-        self,
-        preamble: dict[str, Any] | None,
-        delta: Callable[[list[ChoiceDelta]], dict[str, Any] | None],
-        usage: Callable[[Usage], dict[str, Any]],
-        include_usage: bool,
-    ) -> None:
-        self.preamble = preamble
-        self.delta = delta
-        self.usage = usage
-        self.include_usage = include_usage
+    preamble: dict[str, Any] | None
+    delta: Callable[[list[ChoiceDelta]], dict[str, Any] | None]
+    usage: Callable[[Usage], dict[str, Any]]
+    include_usage: bool
 
 
 async def first_chunk(chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk | None:

@@ -133,11 +133,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         except subprocess.TimeoutExpired:
             code = None
         time.sleep(1)
-        leftovers = alive(tree + [psutil.Process(process.pid)] if code is None else tree)
+        leftovers = alive(tree if code is not None else [*tree, psutil.Process(process.pid)])
+        names = [f"{p.pid}:{p.name()}" for p in leftovers]
         for proc in leftovers:
             proc.kill()
         assert code == 0, f"maas serve did not stop cleanly (exit {code}):\n{gw.log_tail()}"
-        names = [f"{p.pid}:{p.name()}" for p in leftovers if p.is_running()]
         assert not leftovers, f"processes left behind after SIGTERM: {names}"
 
 
