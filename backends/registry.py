@@ -42,8 +42,8 @@ def available_backends() -> list[str]:
 
 @cache
 def load_backend_class(name: str) -> BackendClass:
-    """Import the backend class registered under ``name``."""
-    target = BUILTIN.get(name)
+    """Import the backend class registered under ``name``, or named directly as ``module:Class``."""
+    target = name if ":" in name else BUILTIN.get(name)
     if target is None:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name == name:
@@ -52,8 +52,11 @@ def load_backend_class(name: str) -> BackendClass:
     if target is None:
         raise BackendNotFound(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
     module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    cls: BackendClass = getattr(module, attr)
+    try:
+        module = importlib.import_module(module_name)
+        cls: BackendClass = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise BackendNotFound(f"backend {name!r} cannot be loaded from {target!r}: {exc}") from None
     return cls
 
 
