@@ -88,7 +88,12 @@ def main() -> int:
     started = time.perf_counter()
     log = (home / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [*maas, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        [*maas, "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        start_new_session=True,  # so that its session holds only what it started
     )
     result: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.serve_smoke", *sys.argv[1:]]),
