@@ -12,8 +12,9 @@ Streaming and usage contract (what the gateway relies on):
 * Each chunk carries, per choice, only what is new since the previous chunk (a delta). A backend may merge
   several engine steps into one chunk; it never holds text back once it has it.
 * Every choice ends with exactly one delta whose ``finish_reason`` is set (``"stop"`` or ``"length"``).
-* The last chunk carries ``usage``: exact prompt and completion token counts from the engine's own
-  tokenizer, for every request, streamed or not. No other chunk carries usage.
+* Every chunk carries ``usage``: the exact prompt and completion token counts so far, from the engine's
+  own tokenizer, for every request, streamed or not. The last chunk's usage is final; a stream the client
+  cut off is billed from the last usage the gateway received.
 * If the consumer stops iterating (client gone), the backend aborts the engine request.
 """
 

@@ -245,7 +245,4 @@ class VLLMBackend:
                             else self._logprobs(completion.token_ids, completion.logprobs, k),
                         )
                     )
-                usage = None
-                if output.finished:
-                    usage = Usage(len(prompt_ids), sum(generated.values()))
-                yield GenerationChunk(choices=deltas, usage=usage)
+                yield GenerationChunk(choices=deltas, usage=Usage(len(prompt_ids), sum(generated.values())))

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import chat_completions, completions, health, models
+from gateway.api import chat_completions, completions, health, models, prometheus, usage
 from gateway.api.health import HealthSource
 from gateway.errors import ClientError, GatewayError, InvalidRequest, internal_error
 from gateway.keystore import KeyStore
-from gateway.metering import UsageLog
+from gateway.ledger import Ledger
 from gateway.routing import ModelRouter
+from gateway.telemetry import GatewayMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -45,21 +48,36 @@ async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     return _error_response(internal_error())
 
 
+class RequestClock:
+    """Pure ASGI middleware: stamps when a request arrived, for the gateway-overhead measurement."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["started"] = time.perf_counter()
+        await self.app(scope, receive, send)
+
+
 def build_app(
     model_router: ModelRouter,
     keystore: KeyStore,
-    usage_log: UsageLog,
+    ledger: Ledger,
+    metrics: GatewayMetrics,
     health_source: HealthSource,
 ) -> FastAPI:
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.model_router = model_router
     app.state.keystore = keystore
-    app.state.usage_log = usage_log
+    app.state.ledger = ledger
+    app.state.metrics = metrics
     app.state.health_source = health_source
+    app.add_middleware(RequestClock)
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
-    for module in (chat_completions, completions, models, health):
+    for module in (chat_completions, completions, models, usage, health, prometheus):
         app.include_router(module.router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -70,6 +71,16 @@ class Deployment(_Strict):
     )
 
 
+class Pricing(_Strict):
+    """What a tenant pays for this model."""
+
+    input_per_million: Decimal = Field(default=Decimal(0), ge=0, description="Price per 1M prompt tokens.")
+    output_per_million: Decimal = Field(
+        default=Decimal(0), ge=0, description="Price per 1M completion tokens."
+    )
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.")
+
+
 class ModelEntry(_Strict):
     """One model callers can ask for by name or alias."""
 
@@ -83,6 +94,7 @@ class ModelEntry(_Strict):
     owned_by: str = Field(default="maas", description="Owner shown in /v1/models.")
     context_length: int = Field(ge=16, description="Maximum prompt + completion tokens.")
     weights: Weights = Field(description="Where the weights come from.")
+    pricing: Pricing = Field(default_factory=Pricing, description="Price per 1M tokens.")
     deployments: list[Deployment] = Field(
         min_length=1, description="Where the model runs; the first is used until pools route."
     )

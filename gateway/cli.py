@@ -35,10 +35,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import build_app
-    from gateway.metering import UsageLog
+    from gateway.ledger import open_ledger
     from gateway.model_prep import PreparationFailed, prepare_model
     from gateway.routing import ModelRouter
     from gateway.serve_runtime import DeploymentFailed, RayOptions, ServeRuntime
+    from gateway.telemetry import GatewayMetrics
 
     settings = Settings.from_env()
     try:
@@ -51,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     runtime = ServeRuntime(RayOptions(dashboard=args.dashboard, log_to_driver=args.verbose))
     keystore = KeyStore(settings.database_path)
+    ledger = open_ledger(settings.database_url, str(settings.database_path))
     try:
         prepared = []
         for model in catalog.models:
@@ -61,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
         routed = runtime.deploy(prepared, _progress)
         runtime.start_health_poller()
-        app = build_app(ModelRouter(routed), keystore, UsageLog(), runtime.statuses)
+        app = build_app(ModelRouter(routed), keystore, ledger, GatewayMetrics(), runtime.statuses)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
         server = uvicorn.Server(config)
         _progress(f"ready in {time.monotonic() - started:.1f}s")
@@ -77,24 +79,67 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         _progress("stopping")
         runtime.stop()
+        ledger.close()
         keystore.close()
         _progress("stopped")
     return 0
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
+    if args.tenant is None:
+        if not args.admin:
+            print("error: --tenant NAME is required (or --admin for an operator key)", file=sys.stderr)
+            return 2
+        args.tenant = "operator"
     settings = Settings.from_env()
     settings.ensure_dirs()
     store = KeyStore(settings.database_path)
     try:
-        created = store.create_key(args.tenant)
+        created = store.create_key(args.tenant, admin=args.admin)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()
-    print(f"Created key {created.key_id} for tenant {created.tenant!r}. It is shown only once:")
+    kind = "operator (admin) key" if args.admin else "key"
+    print(f"Created {kind} {created.key_id} for tenant {created.tenant!r}. It is shown only once:")
     print(created.secret)
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Print usage from the ledger (the same data as GET /admin/usage)."""
+    import csv
+
+    from gateway.ledger import UsageQuery, open_ledger
+    from gateway.ledger.records import GROUP_COLUMNS
+
+    groups = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
+    allowed = (*GROUP_COLUMNS, "day")
+    if not groups or any(g not in allowed for g in groups):
+        print(f"error: --group-by takes a comma-separated subset of: {', '.join(allowed)}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    ledger = open_ledger(settings.database_url, str(settings.database_path))
+    try:
+        rows = ledger.store.query(
+            UsageQuery(since=args.since, until=args.until, group_by=groups, tenant=args.tenant)
+        )
+    finally:
+        ledger.close()
+    columns = [*groups, "requests", "prompt_tokens", "completion_tokens", "cost", "currency"]
+    table = [
+        [*r.group.values(), r.requests, r.prompt_tokens, r.completion_tokens, f"{r.cost:.9f}", r.currency]
+        for r in rows
+    ]
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(table)
+        return 0
+    widths = [max(len(str(x)) for x in [c, *(row[i] for row in table)]) for i, c in enumerate(columns)]
+    for line in [columns, *table]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
     return 0
 
 
@@ -122,8 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create an API key for a tenant")
-    create.add_argument("--tenant", required=True)
+    create.add_argument("--tenant", default=None, help="tenant the key bills to")
+    create.add_argument("--admin", action="store_true", help="an operator key for the /admin routes")
     create.set_defaults(func=cmd_keys_create)
+
+    usage = sub.add_parser("usage", help="usage and cost from the ledger")
+    usage.add_argument("--group-by", default="model", help="model,tenant,key,chip,pool,day")
+    usage.add_argument("--since", type=float, default=None, help="unix seconds")
+    usage.add_argument("--until", type=float, default=None, help="unix seconds")
+    usage.add_argument("--tenant", default=None, help="only this tenant")
+    usage.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    usage.set_defaults(func=cmd_usage)
 
     catalog = sub.add_parser("catalog", help="model catalog tools").add_subparsers(
         dest="catalog_command", required=True

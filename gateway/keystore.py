@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL REFERENCES tenants(name),
     key_hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL DEFAULT 'tenant',
     created_at REAL NOT NULL,
     revoked_at REAL
 );
@@ -37,6 +38,7 @@ class Principal:
 
     tenant: str
     key_id: str
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class KeyStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}
+        if "role" not in columns:  # databases made before operator keys existed
+            self._conn.execute("ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'tenant'")
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._cache_seconds = cache_seconds
@@ -66,7 +71,8 @@ class KeyStore:
     def close(self) -> None:
         self._conn.close()
 
-    def create_key(self, tenant: str) -> CreatedKey:
+    def create_key(self, tenant: str, *, admin: bool = False) -> CreatedKey:
+        """A new key for ``tenant``; an admin key opens the operator routes (``/admin``)."""
         if not tenant or len(tenant) > 128:
             raise ValueError("tenant name must be 1 to 128 characters")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -79,8 +85,8 @@ class KeyStore:
                     "INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?, ?)", (tenant, now)
                 )
                 self._conn.execute(
-                    "INSERT INTO api_keys(id, tenant, key_hash, created_at) VALUES (?, ?, ?, ?)",
-                    (key_id, tenant, hash_key(secret), now),
+                    "INSERT INTO api_keys(id, tenant, key_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (key_id, tenant, hash_key(secret), "admin" if admin else "tenant", now),
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -97,10 +103,10 @@ class KeyStore:
             return cached[1]
         with self._lock:
             row = self._conn.execute(
-                "SELECT tenant, id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+                "SELECT tenant, id, role FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
                 (digest,),
             ).fetchone()
-        principal = Principal(tenant=row[0], key_id=row[1]) if row else None
+        principal = Principal(tenant=row[0], key_id=row[1], admin=row[2] == "admin") if row else None
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self._cache_seconds, principal)

@@ -1,4 +1,4 @@
-"""Per-request usage records. For now one structured log line per request; the durable ledger comes next.
+"""Settling a request: one usage record, priced, counted in the metrics and made durable in the ledger.
 
 Records never contain prompts, completions or key secrets.
 """
@@ -6,40 +6,113 @@ Records never contain prompts, completions or key secrets.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+
+from backends.base import GenerationChunk, Usage
+from gateway.keystore import Principal
+from gateway.ledger import Ledger, UsageRecord
+from gateway.ledger.records import charge_nanos
+from gateway.routing import RoutedModel
+from gateway.telemetry import GatewayMetrics
 
 logger = logging.getLogger("maas.usage")
 
 
-@dataclass(frozen=True)
-class UsageRecord:
+@dataclass
+class Progress:
+    """What the gateway has seen of one generation so far."""
+
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    first_token_at: float | None = None
+
+    def observe(self, chunk: GenerationChunk) -> None:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for choice in chunk.choices:
+            if self.first_token_at is None and choice.text:
+                self.first_token_at = time.perf_counter()
+            if choice.finish_reason is not None:
+                self.finish_reason = choice.finish_reason
+
+
+@dataclass
+class Meter:
+    """Settles exactly one usage record for one request attempt."""
+
+    ledger: Ledger
+    metrics: GatewayMetrics
     request_id: str
-    tenant: str
-    key_id: str
-    model: str
+    idempotency_key: str | None
+    principal: Principal
+    model: RoutedModel
     endpoint: str
     stream: bool
-    outcome: str
-    prompt_tokens: int
-    completion_tokens: int
-    duration_s: float
+    started: float
+    settled: bool = field(default=False, init=False)
 
+    def _record(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord:
+        usage = progress.usage or Usage(0, 0)
+        pricing = self.model.pricing
+        ttft = None if progress.first_token_at is None else progress.first_token_at - self.started
+        return UsageRecord(
+            request_id=self.request_id,
+            idempotency_key=self.idempotency_key,
+            tenant=self.principal.tenant,
+            key_id=self.principal.key_id,
+            model=self.model.name,
+            deployment=self.model.deployment,
+            chip=self.model.chip,
+            pool=self.model.pool,
+            endpoint=self.endpoint,
+            stream=self.stream,
+            status=status,
+            error_type=error_type,
+            finish_reason=progress.finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=0,
+            ttft_s=ttft,
+            duration_s=time.perf_counter() - self.started,
+            currency=pricing.currency,
+            charge_nanos=charge_nanos(
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                pricing.input_per_million,
+                pricing.output_per_million,
+            ),
+            created_at=time.time(),
+        )
 
-class UsageLog:
-    """Receives one record per request attempt, whatever its outcome."""
-
-    def record(self, record: UsageRecord) -> None:
+    def _take(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord | None:
+        if self.settled:
+            return None
+        self.settled = True
+        record = self._record(progress, status, error_type)
+        self.metrics.observe(record)
         logger.info(
-            "usage request_id=%s tenant=%s key_id=%s model=%s endpoint=%s stream=%s outcome=%s "
-            "prompt_tokens=%d completion_tokens=%d duration_s=%.3f",
+            "usage request_id=%s tenant=%s key_id=%s model=%s status=%s prompt_tokens=%d "
+            "completion_tokens=%d duration_s=%.3f",
             record.request_id,
             record.tenant,
             record.key_id,
             record.model,
-            record.endpoint,
-            record.stream,
-            record.outcome,
+            record.status,
             record.prompt_tokens,
             record.completion_tokens,
             record.duration_s,
         )
+        return record
+
+    async def settle(self, progress: Progress, status: str, error_type: str | None = None) -> None:
+        """Record the outcome and wait until the record is durable."""
+        record = self._take(progress, status, error_type)
+        if record is not None:
+            await self.ledger.record(record)
+
+    def settle_nowait(self, progress: Progress, status: str, error_type: str | None = None) -> None:
+        """Record the outcome without waiting (the client is gone; the writer thread still commits it)."""
+        record = self._take(progress, status, error_type)
+        if record is not None:
+            self.ledger.submit(record)

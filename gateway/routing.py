@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from backends.base import GenerationChunk, GenerationRequest
+from gateway.catalog import Pricing
 from gateway.errors import ModelNotFound
 
 
@@ -25,6 +26,10 @@ class RoutedModel:
     created: int
     aliases: tuple[str, ...]
     client: ModelClient
+    pricing: Pricing
+    deployment: str
+    chip: str
+    pool: str
 
 
 class ModelRouter:

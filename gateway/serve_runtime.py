@@ -125,6 +125,10 @@ class ServeRuntime:
                     created=int(time.time()),
                     aliases=tuple(model.aliases),
                     client=RayModelClient(handle),
+                    pricing=model.pricing,
+                    deployment=app_name(model),
+                    chip=model.deployments[0].chip,
+                    pool=model.deployments[0].pool,
                 )
             )
         self._refresh_statuses()

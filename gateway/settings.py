@@ -16,6 +16,8 @@ class Settings:
 
     home: Path
     models_dir: Path
+    database_url: str | None = None
+    """PostgreSQL URL for the ledger (several gateway replicas); None: SQLite under ``home``."""
 
     @property
     def database_path(self) -> Path:
@@ -26,7 +28,7 @@ class Settings:
         env = dict(os.environ) if environ is None else environ
         home = Path(env.get("MAAS_HOME") or Path.home() / ".maas").expanduser()
         models_dir = Path(env.get("MAAS_MODELS_DIR") or home / "models").expanduser()
-        return cls(home=home, models_dir=models_dir)
+        return cls(home=home, models_dir=models_dir, database_url=env.get("MAAS_DATABASE_URL") or None)
 
     def ensure_dirs(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from backends.base import ChoiceDelta, GenerationChunk, Usage
 from gateway.errors import as_gateway_error
+from gateway.metering import Meter, Progress
 
 logger = logging.getLogger(__name__)
 
@@ -47,35 +48,34 @@ async def sse_stream(
     first: GenerationChunk | None,
     rest: AsyncIterator[GenerationChunk],
     encoder: StreamEncoder,
-    on_usage: Callable[[Usage | None, str], None],
+    meter: Meter,
 ) -> AsyncIterator[bytes]:
-    """Encode a stream; ``on_usage`` is told the final usage and outcome exactly once."""
-    usage: Usage | None = None
-    outcome = "cancelled"
+    """Encode a stream. The usage record is durable before the final events; a client that goes away
+    is billed for what it was sent."""
+    progress = Progress()
     try:
         if encoder.preamble is not None:
             yield sse(encoder.preamble)
         chunk = first
         while chunk is not None:
+            progress.observe(chunk)
             event = encoder.delta(chunk.choices)
             if event is not None:
                 yield sse(event)
-            if chunk.usage is not None:
-                usage = chunk.usage
             chunk = await anext(rest, None)
-        if encoder.include_usage and usage is not None:
-            yield sse(encoder.usage(usage))
-        outcome = "ok"
+        await meter.settle(progress, "ok")
+        if encoder.include_usage and progress.usage is not None:
+            yield sse(encoder.usage(progress.usage))
         yield DONE
     except Exception as exc:
         error = as_gateway_error(exc)
-        outcome = f"error:{type(error).__name__}"
         logger.warning("stream failed after the first byte error=%s", type(exc).__name__)
+        await meter.settle(progress, "error", type(error).__name__)
         yield sse(error.to_body())
         yield DONE
     finally:
+        meter.settle_nowait(progress, "cancelled")  # no-op when already settled
         await _close(rest)
-        on_usage(usage, outcome)
 
 
 async def _close(chunks: AsyncIterator[GenerationChunk]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.api.deps import Authenticated, get_model_router, get_usage_log, parse_body
+from gateway.api.deps import Authenticated, get_model_router, parse_body
 from gateway.api.generation import Call, new_request_id, run_call
 from gateway.protocol.requests import ChatCompletionRequest
 from gateway.protocol.responses import ChatFormatter
@@ -35,4 +35,4 @@ async def create_chat_completion(request: Request, principal: Authenticated) -> 
         usage=formatter.usage_chunk,
         include_usage=body.include_usage,
     )
-    return await run_call(call, request_id, get_usage_log(request), formatter.completion, encoder)
+    return await run_call(request, call, request_id, formatter.completion, encoder)

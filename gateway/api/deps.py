@@ -7,10 +7,11 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
-from gateway.errors import AuthenticationFailed, InvalidRequest
+from gateway.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from gateway.keystore import KeyStore, Principal
-from gateway.metering import UsageLog
+from gateway.ledger import Ledger
 from gateway.routing import ModelRouter
+from gateway.telemetry import GatewayMetrics
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -25,9 +26,14 @@ def get_keystore(request: Request) -> KeyStore:
     return keystore
 
 
-def get_usage_log(request: Request) -> UsageLog:
-    usage_log: UsageLog = request.app.state.usage_log
-    return usage_log
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+def get_metrics(request: Request) -> GatewayMetrics:
+    metrics: GatewayMetrics = request.app.state.metrics
+    return metrics
 
 
 def authenticate(request: Request) -> Principal:
@@ -44,6 +50,17 @@ def authenticate(request: Request) -> Principal:
 
 
 Authenticated = Annotated[Principal, Depends(authenticate)]
+
+
+def authenticate_admin(request: Request) -> Principal:
+    """FastAPI dependency: an operator (admin) key, else 401/403."""
+    principal = authenticate(request)
+    if not principal.admin:
+        raise PermissionDenied("This route needs an operator (admin) key.")
+    return principal
+
+
+Admin = Annotated[Principal, Depends(authenticate_admin)]
 
 
 def _param(loc: tuple[int | str, ...]) -> str | None:

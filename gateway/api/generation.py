@@ -8,16 +8,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from backends.base import GenerationChunk, GenerationRequest, Prompt, SamplingOptions, Usage
-from gateway.errors import as_gateway_error
+from backends.base import GenerationChunk, GenerationRequest, Prompt, SamplingOptions
+from gateway.api.deps import get_ledger, get_metrics
+from gateway.errors import InvalidRequest, as_gateway_error
 from gateway.keystore import Principal
-from gateway.metering import UsageLog, UsageRecord
+from gateway.metering import Meter, Progress
 from gateway.routing import RoutedModel
 from gateway.streaming import StreamEncoder, first_chunk, sse_stream
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+OVERHEAD_HEADER = "x-maas-gateway-overhead-ms"
+MAX_IDEMPOTENCY_KEY = 255
 
 
 @dataclass(frozen=True)
@@ -36,45 +40,62 @@ def new_request_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
+    return key
+
+
+def request_started(request: Request) -> float:
+    """When the gateway received the request (set by the timing middleware)."""
+    started: float = getattr(request.state, "started", None) or time.perf_counter()
+    return started
+
+
 async def run_call(
+    request: Request,
     call: Call,
     request_id: str,
-    usage_log: UsageLog,
     whole_body: Callable[[GenerationChunk], dict[str, Any]],
     encoder: StreamEncoder,
 ) -> Response:
-    started = time.monotonic()
-
-    def meter(usage: Usage | None, outcome: str) -> None:
-        usage_log.record(
-            UsageRecord(
-                request_id=request_id,
-                tenant=call.principal.tenant,
-                key_id=call.principal.key_id,
-                model=call.model.name,
-                endpoint=call.endpoint,
-                stream=call.stream,
-                outcome=outcome,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                duration_s=time.monotonic() - started,
-            )
-        )
-
+    started = request_started(request)
+    metrics = get_metrics(request)
+    meter = Meter(
+        ledger=get_ledger(request),
+        metrics=metrics,
+        request_id=request_id,
+        idempotency_key=idempotency_key(request),
+        principal=call.principal,
+        model=call.model,
+        endpoint=call.endpoint,
+        stream=call.stream,
+        started=started,
+    )
     generation = GenerationRequest(request_id=request_id, prompt=call.prompt, sampling=call.sampling)
     chunks = call.model.client.generate(generation, whole=not call.stream)
+    waiting = time.perf_counter()
     try:
         first = await first_chunk(chunks)
     except Exception as exc:
         error = as_gateway_error(exc)
-        meter(None, f"error:{type(error).__name__}")
+        await meter.settle(Progress(), "error", type(error).__name__)
         raise error from exc
+    backend_wait = time.perf_counter() - waiting
+
     if call.stream:
-        return StreamingResponse(
-            sse_stream(first, chunks, encoder, meter),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
+        response: Response = StreamingResponse(
+            sse_stream(first, chunks, encoder, meter), media_type="text/event-stream", headers=SSE_HEADERS
         )
-    whole = first or GenerationChunk()
-    meter(whole.usage, "ok")
-    return JSONResponse(whole_body(whole))
+    else:
+        whole = first or GenerationChunk()
+        progress = Progress()
+        progress.observe(whole)
+        progress.first_token_at = None  # a whole answer arrives at once; its TTFT is unknown here
+        await meter.settle(progress, "ok")
+        response = JSONResponse(whole_body(whole))
+    overhead = time.perf_counter() - started - backend_wait
+    metrics.overhead.labels(call.endpoint).observe(overhead)
+    response.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
+    return response

@@ -35,6 +35,11 @@ class Gateway:
     process: subprocess.Popen[bytes]
     log: Path
     models_dir: Path
+    env: dict[str, str]
+
+    def create_key(self, tenant: str | None = None, admin: bool = False) -> str:
+        """A new key from `maas keys create` against the running gateway's database."""
+        return create_key(self.env, tenant, admin)
 
     def client(self, key: str | None = None, **kwargs: object) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key=key or self.key, max_retries=0, **kwargs)  # type: ignore[arg-type]
@@ -64,6 +69,14 @@ def maas_env(home: Path, models_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(MAAS_HOME=str(home), MAAS_MODELS_DIR=str(models_dir), PYTHONUNBUFFERED="1")
     return env
+
+
+def create_key(env: dict[str, str], tenant: str | None, admin: bool = False) -> str:
+    command = [sys.executable, "-m", "gateway.cli", "keys", "create"]
+    command += ["--tenant", tenant] if tenant else []
+    command += ["--admin"] if admin else []
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    return out.strip().splitlines()[-1]
 
 
 def process_tree(pid: int) -> list[psutil.Process]:
@@ -96,14 +109,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     home = tmp_path_factory.mktemp("maas-home")
     models_dir = REPO / ".cache" / "models"  # the one-time model conversion is reused across runs
     env = maas_env(home, models_dir)
-    created = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "keys", "create", "--tenant", "e2e"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    key = created.stdout.strip().splitlines()[-1]
+    key = create_key(env, "e2e")
     port = free_port()
     log = home / "serve.log"
     with log.open("wb") as out:
@@ -115,7 +121,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    gw = Gateway(f"http://127.0.0.1:{port}", key, process, log, models_dir)
+    gw = Gateway(f"http://127.0.0.1:{port}", key, process, log, models_dir, env)
     deadline = time.monotonic() + START_TIMEOUT_S
     while "Serving OpenAI-compatible API" not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:

@@ -10,8 +10,10 @@ import pytest
 
 from gateway.app import build_app
 from gateway.keystore import KeyStore
-from gateway.metering import UsageLog
+from gateway.ledger import Ledger
+from gateway.ledger.sqlite_store import SqliteStore
 from gateway.routing import ModelRouter
+from gateway.telemetry import GatewayMetrics
 
 
 @pytest.fixture
@@ -20,11 +22,13 @@ def keystore(tmp_path: Path) -> KeyStore:
 
 
 @pytest.fixture
-async def client(keystore: KeyStore) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(ModelRouter(), keystore, UsageLog(), lambda: {"m": "RUNNING"})
+async def client(keystore: KeyStore, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    ledger = Ledger(SqliteStore(tmp_path / "ledger.db"))
+    app = build_app(ModelRouter(), keystore, ledger, GatewayMetrics(), lambda: {"m": "RUNNING"})
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client
+    ledger.close()
 
 
 @pytest.fixture

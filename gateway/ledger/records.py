@@ -1,0 +1,76 @@
+"""What the ledger stores and what its queries return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
+
+NANOS = Decimal(1_000_000_000)
+
+GroupBy = Literal["model", "tenant", "key", "chip", "pool", "day"]
+
+GROUP_COLUMNS: dict[str, str] = {
+    "model": "model",
+    "tenant": "tenant",
+    "key": "key_id",
+    "chip": "chip",
+    "pool": "pool",
+}
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One request attempt, whatever its outcome. Never holds prompts, completions or key secrets."""
+
+    request_id: str
+    idempotency_key: str | None
+    tenant: str
+    key_id: str
+    model: str
+    deployment: str
+    chip: str
+    pool: str
+    endpoint: str
+    stream: bool
+    status: str  # ok | error | cancelled
+    error_type: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    ttft_s: float | None
+    duration_s: float
+    currency: str
+    charge_nanos: int  # what the tenant pays, in 1e-9 of the currency
+    created_at: float
+
+
+def charge_nanos(
+    prompt_tokens: int, completion_tokens: int, input_per_million: Decimal, output_per_million: Decimal
+) -> int:
+    """Exact charge in nano-units: tokens × price per 1M tokens, rounded half up once."""
+    amount = (prompt_tokens * input_per_million + completion_tokens * output_per_million) / 1_000_000
+    return int((amount * NANOS).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    since: float | None = None
+    until: float | None = None
+    group_by: tuple[str, ...] = ("model",)
+    tenant: str | None = None  # set: only this tenant's records
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    group: dict[str, str] = field(default_factory=dict)
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    charge_nanos: int = 0
+    currency: str = ""
+
+    @property
+    def cost(self) -> float:
+        return self.charge_nanos / 1e9

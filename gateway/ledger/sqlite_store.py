@@ -1,0 +1,54 @@
+"""The embedded ledger: SQLite in WAL mode, fsync on every (group) commit."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.ledger.records import UsageQuery, UsageRecord, UsageRow
+from gateway.ledger.sql import create_table, insert_sql, row_values, to_usage_row, usage_query_sql
+
+DAY = "strftime('%Y-%m-%d', created_at, 'unixepoch')"
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._path = str(path)
+        self._write = self._connect()
+        for statement in create_table("REAL", "INTEGER"):
+            self._write.execute(statement)
+        self._read_lock = threading.Lock()
+        self._read = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a committed bill survives power loss, not only a crash
+        return conn
+
+    def write_batch(self, records: Sequence[UsageRecord]) -> None:
+        conn = self._write
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(insert_sql("?"), [row_values(r) for r in records])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def query(self, query: UsageQuery) -> list[UsageRow]:
+        sql, params = usage_query_sql(query, "?", DAY)
+        with self._read_lock:
+            rows = self._read.execute(sql, params).fetchall()
+        return [to_usage_row(query, row) for row in rows]
+
+    def count(self) -> int:
+        with self._read_lock:
+            return int(self._read.execute("SELECT COUNT(*) FROM usage_records").fetchone()[0])
+
+    def close(self) -> None:
+        self._write.close()
+        self._read.close()
