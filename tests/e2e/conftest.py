@@ -104,14 +104,11 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return result
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    home = tmp_path_factory.mktemp("maas-home")
-    models_dir = REPO / ".cache" / "models"  # the one-time model conversion is reused across runs
-    env = maas_env(home, models_dir)
-    key = create_key(env, "e2e")
+def start_gateway(env: dict[str, str], key: str) -> Gateway:
+    """Run `maas serve` with ``env`` (its MAAS_HOME holds the log) and wait until it is healthy."""
+    home = Path(env["MAAS_HOME"])
     port = free_port()
-    log = home / "serve.log"
+    log = home / f"serve-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
@@ -121,7 +118,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    gw = Gateway(f"http://127.0.0.1:{port}", key, process, log, models_dir, env)
+    gw = Gateway(f"http://127.0.0.1:{port}", key, process, log, Path(env["MAAS_MODELS_DIR"]), env)
     deadline = time.monotonic() + START_TIMEOUT_S
     while "Serving OpenAI-compatible API" not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -129,22 +126,43 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             pytest.fail(f"maas serve did not start (exit {process.poll()}):\n{gw.log_tail()}")
         time.sleep(1)
     gw.wait_healthy()
+    return gw
+
+
+def stop_gateway(gw: Gateway) -> None:
+    """SIGTERM, then prove that nothing the gateway started is left."""
+    process = gw.process
+    tree = process_tree(process.pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        code = None
+    time.sleep(1)
+    leftovers = alive(tree if code is not None else [*tree, psutil.Process(process.pid)])
+    names = [f"{p.pid}:{p.name()}" for p in leftovers]
+    for proc in leftovers:
+        proc.kill()
+    assert code == 0, f"maas serve did not stop cleanly (exit {code}):\n{gw.log_tail()}"
+    assert not leftovers, f"processes left behind after SIGTERM: {names}"
+
+
+def gateway_env(tmp_path_factory: pytest.TempPathFactory, name: str, **extra: str) -> dict[str, str]:
+    home = tmp_path_factory.mktemp(name)
+    models_dir = REPO / ".cache" / "models"  # the one-time model conversion is reused across runs
+    env = maas_env(home, models_dir)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    env = gateway_env(tmp_path_factory, "maas-home")
+    gw = start_gateway(env, create_key(env, "e2e"))
     try:
         yield gw
     finally:
-        tree = process_tree(process.pid)
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            code = None
-        time.sleep(1)
-        leftovers = alive(tree if code is not None else [*tree, psutil.Process(process.pid)])
-        names = [f"{p.pid}:{p.name()}" for p in leftovers]
-        for proc in leftovers:
-            proc.kill()
-        assert code == 0, f"maas serve did not stop cleanly (exit {code}):\n{gw.log_tail()}"
-        assert not leftovers, f"processes left behind after SIGTERM: {names}"
+        stop_gateway(gw)
 
 
 @pytest.fixture(scope="session")
