@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.admission import Admission, CounterStore
 from gateway.api import chat_completions, completions, health, models, prometheus, usage
 from gateway.api.health import HealthSource
 from gateway.errors import ClientError, GatewayError, InvalidRequest, internal_error
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def _error_response(error: GatewayError) -> JSONResponse:
-    return JSONResponse(error.to_body(), status_code=error.status)
+    return JSONResponse(error.to_body(), status_code=error.status, headers=error.headers)
 
 
 async def _on_gateway_error(_: Request, exc: Exception) -> JSONResponse:
@@ -60,11 +61,18 @@ class RequestClock:
         await self.app(scope, receive, send)
 
 
+def open_admission(database_url: str | None, sqlite_path: str) -> Admission:
+    """Counters live in the ledger's database, so every gateway replica on it shares them."""
+    store = CounterStore.postgres(database_url) if database_url else CounterStore.sqlite(sqlite_path)
+    return Admission(store)
+
+
 def build_app(
     model_router: ModelRouter,
     keystore: KeyStore,
     ledger: Ledger,
     metrics: GatewayMetrics,
+    admission: Admission,
     health_source: HealthSource,
 ) -> FastAPI:
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
@@ -72,6 +80,7 @@ def build_app(
     app.state.keystore = keystore
     app.state.ledger = ledger
     app.state.metrics = metrics
+    app.state.admission = admission
     app.state.health_source = health_source
     app.add_middleware(RequestClock)
     app.add_exception_handler(GatewayError, _on_gateway_error)

@@ -12,11 +12,13 @@ import logging
 import signal
 import sys
 import time
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 
 from gateway.catalog import CatalogError, load_catalog
-from gateway.keystore import KeyStore
+from gateway.keystore import Budget, KeyStore, RateLimits
 from gateway.settings import Settings
 
 logger = logging.getLogger("maas")
@@ -34,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Imports here keep `maas keys` fast: Ray and uvicorn are only needed to serve.
     import uvicorn
 
-    from gateway.app import build_app
+    from gateway.app import build_app, open_admission
     from gateway.ledger import open_ledger
     from gateway.model_prep import PreparationFailed, prepare_model
     from gateway.routing import ModelRouter
@@ -53,6 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime = ServeRuntime(RayOptions(dashboard=args.dashboard, log_to_driver=args.verbose))
     keystore = KeyStore(settings.database_path)
     ledger = open_ledger(settings.database_url, str(settings.database_path))
+    admission = open_admission(settings.database_url, str(settings.database_path))
     try:
         prepared = []
         for model in catalog.models:
@@ -63,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
         routed = runtime.deploy(prepared, _progress)
         runtime.start_health_poller()
-        app = build_app(ModelRouter(routed), keystore, ledger, GatewayMetrics(), runtime.statuses)
+        app = build_app(ModelRouter(routed), keystore, ledger, GatewayMetrics(), admission, runtime.statuses)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
         server = uvicorn.Server(config)
         _progress(f"ready in {time.monotonic() - started:.1f}s")
@@ -80,8 +83,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _progress("stopping")
         runtime.stop()
         ledger.close()
+        admission.store.close()
         keystore.close()
         _progress("stopped")
+    return 0
+
+
+def _open_keystore() -> KeyStore:
+    settings = Settings.from_env()
+    settings.ensure_dirs()
+    return KeyStore(settings.database_path)
+
+
+def _limits(args: argparse.Namespace) -> RateLimits:
+    return RateLimits(rpm=args.rpm, tpm=args.tpm)
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    budget = None
+    if args.budget_tokens is not None or args.budget is not None:
+        nanos = None if args.budget is None else int(Decimal(args.budget) * 1_000_000_000)
+        budget = Budget(period=args.period, tokens=args.budget_tokens, nanos=nanos)
+    store = _open_keystore()
+    try:
+        store.set_tenant(args.name, limits=_limits(args), budget=budget)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"Tenant {args.name!r} saved.")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    store = _open_keystore()
+    try:
+        revoked = store.revoke_key(args.key_id)
+    finally:
+        store.close()
+    if not revoked:
+        print(f"error: no active key {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(f"Revoked {args.key_id}.")
     return 0
 
 
@@ -91,11 +135,15 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             print("error: --tenant NAME is required (or --admin for an operator key)", file=sys.stderr)
             return 2
         args.tenant = "operator"
-    settings = Settings.from_env()
-    settings.ensure_dirs()
-    store = KeyStore(settings.database_path)
+    expires_at = None
+    if args.expires is not None:
+        expires_at = datetime.fromisoformat(args.expires).timestamp()
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
+    store = _open_keystore()
     try:
-        created = store.create_key(args.tenant, admin=args.admin)
+        created = store.create_key(
+            args.tenant, admin=args.admin, limits=_limits(args), expires_at=expires_at, models=models
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -153,6 +201,11 @@ def cmd_catalog_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpm", type=int, default=None, help="requests per minute")
+    parser.add_argument("--tpm", type=int, default=None, help="tokens per minute")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas", description="MaaS inference gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,7 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create an API key for a tenant")
     create.add_argument("--tenant", default=None, help="tenant the key bills to")
     create.add_argument("--admin", action="store_true", help="an operator key for the /admin routes")
+    create.add_argument("--expires", default=None, help="ISO 8601 time after which the key stops working")
+    create.add_argument("--models", default=None, help="comma-separated models this key may call")
+    _limit_options(create)
     create.set_defaults(func=cmd_keys_create)
+    revoke = keys.add_parser("revoke", help="revoke a key by its id (key_...)")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(
+        dest="tenants_command", required=True
+    )
+    tenant = tenants.add_parser("create", help="create a tenant or change its limits and budget")
+    tenant.add_argument("name")
+    _limit_options(tenant)
+    tenant.add_argument("--budget-tokens", type=int, default=None, help="tokens per period")
+    tenant.add_argument("--budget", default=None, help="money per period, in the models' currency")
+    tenant.add_argument("--period", choices=["day", "month"], default="month")
+    tenant.set_defaults(func=cmd_tenants_create)
 
     usage = sub.add_parser("usage", help="usage and cost from the ledger")
     usage.add_argument("--group-by", default="model", help="model,tenant,key,chip,pool,day")

@@ -6,6 +6,7 @@ these types too, so the mapping holds whether an error starts in the gateway or 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -15,6 +16,7 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -72,6 +74,58 @@ class NotFound(ClientError):
 
 class ModelNotFound(NotFound):
     code = "model_not_found"
+
+
+def _retry_after(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+class RateLimited(ClientError):
+    """A key or tenant is over its requests or tokens per minute."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    @classmethod
+    def requests(cls, scope: str, limit: int, reset_s: float) -> RateLimited:
+        error = cls(f"Rate limit reached for {scope.split(':')[0]} requests per minute: limit {limit}.")
+        error.headers = {
+            "retry-after": _retry_after(reset_s),
+            "x-ratelimit-limit-requests": str(limit),
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": f"{reset_s:.0f}s",
+        }
+        return error
+
+    @classmethod
+    def tokens(cls, scope: str, limit: int, remaining: int, reset_s: float) -> RateLimited:
+        error = cls(
+            f"Rate limit reached for {scope.split(':')[0]} tokens per minute: limit {limit}, "
+            f"remaining {remaining}. Lower max_tokens or retry later."
+        )
+        error.type = "tokens"
+        error.headers = {
+            "retry-after": _retry_after(reset_s),
+            "x-ratelimit-limit-tokens": str(limit),
+            "x-ratelimit-remaining-tokens": str(remaining),
+            "x-ratelimit-reset-tokens": f"{reset_s:.0f}s",
+        }
+        return error
+
+
+class QuotaExceeded(ClientError):
+    """The tenant's budget for the period is spent."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    @classmethod
+    def for_period(cls, period: str, reset_s: float) -> QuotaExceeded:
+        error = cls(f"You exceeded your current quota for this {period}; it renews when the period ends.")
+        error.headers = {"retry-after": _retry_after(reset_s)}
+        return error
 
 
 class ServerError(GatewayError):

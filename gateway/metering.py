@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from backends.base import GenerationChunk, Usage
+from gateway.admission import Admission, Reservation
 from gateway.keystore import Principal
 from gateway.ledger import Ledger, UsageRecord
 from gateway.ledger.records import charge_nanos
@@ -50,6 +51,8 @@ class Meter:
     endpoint: str
     stream: bool
     started: float
+    admission: Admission | None = None
+    reservation: Reservation | None = None
     settled: bool = field(default=False, init=False)
 
     def _record(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord:
@@ -110,9 +113,17 @@ class Meter:
         record = self._take(progress, status, error_type)
         if record is not None:
             await self.ledger.record(record)
+            if self.admission is not None:
+                await self.admission.settle(self.reservation, _tokens(record), record.charge_nanos)
 
     def settle_nowait(self, progress: Progress, status: str, error_type: str | None = None) -> None:
         """Record the outcome without waiting (the client is gone; the writer thread still commits it)."""
         record = self._take(progress, status, error_type)
         if record is not None:
             self.ledger.submit(record)
+            if self.admission is not None:
+                self.admission.settle_soon(self.reservation, _tokens(record), record.charge_nanos)
+
+
+def _tokens(record: UsageRecord) -> int:
+    return record.prompt_tokens + record.completion_tokens

@@ -9,6 +9,7 @@ from typing import Protocol
 from backends.base import GenerationChunk, GenerationRequest
 from gateway.catalog import Pricing
 from gateway.errors import ModelNotFound
+from gateway.token_count import PromptCounter
 
 
 class ModelClient(Protocol):
@@ -30,6 +31,7 @@ class RoutedModel:
     deployment: str
     chip: str
     pool: str
+    prompt_counter: PromptCounter = PromptCounter()
 
 
 class ModelRouter:

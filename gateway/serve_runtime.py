@@ -23,6 +23,7 @@ from backends.base import GenerationChunk, GenerationRequest, ModelSpec
 from gateway.catalog import ModelEntry
 from gateway.ray_head import RayHead
 from gateway.routing import RoutedModel
+from gateway.token_count import load_prompt_counter
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class ServeRuntime:
         if failures:
             raise DeploymentFailed("; ".join(failures))
         routed = []
-        for model, _ in models:
+        for model, path in models:
             handle = serve.get_app_handle(app_name(model))
             routed.append(
                 RoutedModel(
@@ -129,6 +130,7 @@ class ServeRuntime:
                     deployment=app_name(model),
                     chip=model.deployments[0].chip,
                     pool=model.deployments[0].pool,
+                    prompt_counter=load_prompt_counter(path),
                 )
             )
         self._refresh_statuses()

@@ -7,6 +7,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
+from gateway.admission import Admission
 from gateway.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from gateway.keystore import KeyStore, Principal
 from gateway.ledger import Ledger
@@ -24,6 +25,11 @@ def get_model_router(request: Request) -> ModelRouter:
 def get_keystore(request: Request) -> KeyStore:
     keystore: KeyStore = request.app.state.keystore
     return keystore
+
+
+def get_admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
 
 
 def get_ledger(request: Request) -> Ledger:

@@ -12,8 +12,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backends.base import GenerationChunk, GenerationRequest, Prompt, SamplingOptions
-from gateway.api.deps import get_ledger, get_metrics
-from gateway.errors import InvalidRequest, as_gateway_error
+from gateway.admission import Admission
+from gateway.api.deps import get_admission, get_ledger, get_metrics
+from gateway.errors import GatewayError, InvalidRequest, PermissionDenied, as_gateway_error
 from gateway.keystore import Principal
 from gateway.metering import Meter, Progress
 from gateway.routing import RoutedModel
@@ -53,6 +54,19 @@ def request_started(request: Request) -> float:
     return started
 
 
+async def admit(call: Call, admission: Admission, meter: Meter) -> None:
+    """Reserve the call's estimate against its key's and tenant's limits, or refuse it (429)."""
+    if not admission.needed(call.principal):
+        return
+    prompt_tokens = call.model.prompt_counter.prompt_tokens(call.prompt)
+    estimate = admission.estimate(call.model, prompt_tokens, call.sampling.max_tokens, call.sampling.n)
+    try:
+        meter.reservation = await admission.admit(call.principal, estimate)
+    except GatewayError as refusal:
+        await meter.settle(Progress(), "rejected", type(refusal).__name__)
+        raise
+
+
 async def run_call(
     request: Request,
     call: Call,
@@ -62,6 +76,10 @@ async def run_call(
 ) -> Response:
     started = request_started(request)
     metrics = get_metrics(request)
+    principal = call.principal
+    if principal.models is not None and call.model.name not in principal.models:
+        raise PermissionDenied(f"This API key may not use the model `{call.model.name}`.", param="model")
+    admission = get_admission(request)
     meter = Meter(
         ledger=get_ledger(request),
         metrics=metrics,
@@ -72,7 +90,9 @@ async def run_call(
         endpoint=call.endpoint,
         stream=call.stream,
         started=started,
+        admission=admission,
     )
+    await admit(call, admission, meter)
     generation = GenerationRequest(request_id=request_id, prompt=call.prompt, sampling=call.sampling)
     chunks = call.model.client.generate(generation, whole=not call.stream)
     waiting = time.perf_counter()
@@ -98,4 +118,6 @@ async def run_call(
     overhead = time.perf_counter() - started - backend_wait
     metrics.overhead.labels(call.endpoint).observe(overhead)
     response.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
+    if meter.reservation is not None:
+        response.headers.update(meter.reservation.headers)
     return response

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from backends.base import GenerationChunk, GenerationRequest
+from gateway.admission import Admission, CounterStore
 from gateway.catalog import Pricing
 from gateway.keystore import Principal
 from gateway.ledger import Ledger
@@ -49,6 +50,13 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     ledger = Ledger(SqliteStore(tmp_path / "ledger.db"))
     yield ledger
     ledger.close()
+
+
+@pytest.fixture
+def admission(tmp_path: Path) -> Iterator[Admission]:
+    admission = Admission(CounterStore.sqlite(str(tmp_path / "counters.db")))
+    yield admission
+    admission.store.close()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.admission import Admission
 from gateway.app import build_app
 from gateway.keystore import KeyStore
 from gateway.ledger import Ledger
@@ -22,9 +23,11 @@ def keystore(tmp_path: Path) -> KeyStore:
 
 
 @pytest.fixture
-async def client(keystore: KeyStore, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    keystore: KeyStore, tmp_path: Path, admission: Admission
+) -> AsyncIterator[httpx.AsyncClient]:
     ledger = Ledger(SqliteStore(tmp_path / "ledger.db"))
-    app = build_app(ModelRouter(), keystore, ledger, GatewayMetrics(), lambda: {"m": "RUNNING"})
+    app = build_app(ModelRouter(), keystore, ledger, GatewayMetrics(), admission, lambda: {"m": "RUNNING"})
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client

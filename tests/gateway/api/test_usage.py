@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.admission import Admission
 from gateway.app import build_app
 from gateway.keystore import KeyStore
 from gateway.ledger import Ledger
@@ -19,7 +20,9 @@ from tests.gateway.ledger.test_stores import record
 
 
 @pytest.fixture
-async def setup(tmp_path: Path, ledger: Ledger) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+async def setup(
+    tmp_path: Path, ledger: Ledger, admission: Admission
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     keystore = KeyStore(tmp_path / "maas.db")
     keys = {
         "acme": keystore.create_key("acme").secret,
@@ -29,7 +32,7 @@ async def setup(tmp_path: Path, ledger: Ledger) -> AsyncIterator[tuple[httpx.Asy
     await ledger.record(record("a1", tenant="acme", model="m1"))
     await ledger.record(record("a2", tenant="acme", model="m2", chip="ascend"))
     await ledger.record(record("g1", tenant="globex", model="m1"))
-    app = build_app(ModelRouter(), keystore, ledger, GatewayMetrics(), dict)
+    app = build_app(ModelRouter(), keystore, ledger, GatewayMetrics(), admission, dict)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         yield client, {name: f"Bearer {key}" for name, key in keys.items()}
 
