@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admission import Admission, CounterStore
-from gateway.api import chat_completions, completions, health, models, prometheus, usage
+from gateway.api import admin_keys, chat_completions, completions, health, models, prometheus, usage
 from gateway.api.health import HealthSource
 from gateway.errors import ClientError, GatewayError, InvalidRequest, internal_error
 from gateway.keystore import KeyStore
@@ -87,6 +87,6 @@ def build_app(
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
-    for module in (chat_completions, completions, models, usage, health, prometheus):
+    for module in (chat_completions, completions, models, usage, admin_keys, health, prometheus):
         app.include_router(module.router)
     return app
