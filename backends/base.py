@@ -102,6 +102,8 @@ class ChoiceDelta:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Prompt tokens served from the engine's prefix cache (included in ``prompt_tokens``)."""
 
     @property
     def total_tokens(self) -> int:

@@ -227,6 +227,7 @@ class VLLMBackend:
         params = self._sampling_params(request.sampling, max_tokens)
         k = request.sampling.logprobs
         generated: dict[int, int] = {}
+        cached = 0
         stream = self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
         async with contextlib.aclosing(stream):
             async for output in stream:
@@ -245,4 +246,6 @@ class VLLMBackend:
                             else self._logprobs(completion.token_ids, completion.logprobs, k),
                         )
                     )
-                yield GenerationChunk(choices=deltas, usage=Usage(len(prompt_ids), sum(generated.values())))
+                cached = output.num_cached_tokens or cached  # vLLM may report it on the first output only
+                usage = Usage(len(prompt_ids), sum(generated.values()), cached)
+                yield GenerationChunk(choices=deltas, usage=usage)

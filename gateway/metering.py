@@ -75,10 +75,12 @@ class Meter:
             finish_reason=progress.finish_reason,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            cached_tokens=0,
+            cached_tokens=usage.cached_tokens,
             ttft_s=ttft,
             duration_s=time.perf_counter() - self.started,
             currency=pricing.currency,
+            price_input_per_million=str(pricing.input_per_million),
+            price_output_per_million=str(pricing.output_per_million),
             charge_nanos=charge_nanos(
                 usage.prompt_tokens,
                 usage.completion_tokens,

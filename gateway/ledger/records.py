@@ -42,6 +42,8 @@ class UsageRecord:
     ttft_s: float | None
     duration_s: float
     currency: str
+    price_input_per_million: str  # the prices in effect, as exact decimals
+    price_output_per_million: str
     charge_nanos: int  # what the tenant pays, in 1e-9 of the currency
     created_at: float
 

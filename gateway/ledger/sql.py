@@ -26,6 +26,8 @@ COLUMNS = (
     "ttft_s",
     "duration_s",
     "currency",
+    "price_input_per_million",
+    "price_output_per_million",
     "charge_nanos",
     "created_at",
 )
@@ -53,6 +55,8 @@ def create_table(real: str, bigint: str) -> list[str]:
             ttft_s {real},
             duration_s {real} NOT NULL,
             currency TEXT NOT NULL,
+            price_input_per_million TEXT NOT NULL,
+            price_output_per_million TEXT NOT NULL,
             charge_nanos {bigint} NOT NULL,
             created_at {real} NOT NULL
         )""",

@@ -108,3 +108,26 @@ def test_overhead_header_is_reported(gateway: Gateway) -> None:
         json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
     )
     assert float(response.headers["x-maas-gateway-overhead-ms"]) >= 0
+
+
+def test_injection_strings_as_key_or_tenant_change_nothing(gateway: Gateway) -> None:
+    evil = "x' OR '1'='1'; DROP TABLE usage_records; --"
+    refused = httpx.get(gateway.base_url + "/v1/usage", headers={"Authorization": f"Bearer {evil}"})
+    assert refused.status_code == 401
+    key = gateway.create_key(evil)
+    one_request(gateway, key, 1)
+    [row] = usage_rows(gateway, key)
+    assert row["requests"] == 1
+    other = gateway.create_key("plain-tenant")
+    assert usage_rows(gateway, other) == []
+    # The shared gateway's ledger still answers for everyone else.
+    assert usage_rows(gateway, gateway.key)
+
+
+def test_repeated_prompt_reports_cached_tokens(gateway: Gateway) -> None:
+    client = gateway.client()
+    messages = [{"role": "user", "content": "Tell me about prefix caching in one line. " * 40}]
+    client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2)
+    again = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2)
+    details = again.usage.prompt_tokens_details
+    assert details is not None and 0 < (details.cached_tokens or 0) <= again.usage.prompt_tokens

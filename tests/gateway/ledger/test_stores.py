@@ -34,6 +34,8 @@ def record(request_id: str, **changes: object) -> UsageRecord:
         ttft_s=0.1,
         duration_s=0.5,
         currency="USD",
+        price_input_per_million="0.05",
+        price_output_per_million="0.10",
         charge_nanos=charge_nanos(10, 5, Decimal("0.05"), Decimal("0.10")),
         created_at=NOW,
     )
