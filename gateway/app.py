@@ -12,8 +12,18 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admission import Admission, CounterStore
-from gateway.api import admin_keys, chat_completions, completions, health, models, prometheus, usage
+from gateway.api import (
+    admin_catalog,
+    admin_keys,
+    chat_completions,
+    completions,
+    health,
+    models,
+    prometheus,
+    usage,
+)
 from gateway.api.health import HealthSource
+from gateway.catalog_control import CatalogController
 from gateway.errors import ClientError, GatewayError, InvalidRequest, internal_error
 from gateway.keystore import KeyStore
 from gateway.ledger import Ledger
@@ -74,6 +84,7 @@ def build_app(
     metrics: GatewayMetrics,
     admission: Admission,
     health_source: HealthSource,
+    catalog_controller: CatalogController | None = None,
 ) -> FastAPI:
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.model_router = model_router
@@ -81,12 +92,22 @@ def build_app(
     app.state.ledger = ledger
     app.state.metrics = metrics
     app.state.admission = admission
+    app.state.catalog_controller = catalog_controller
     app.state.health_source = health_source
     app.add_middleware(RequestClock)
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
-    for module in (chat_completions, completions, models, usage, admin_keys, health, prometheus):
+    for module in (
+        chat_completions,
+        completions,
+        models,
+        usage,
+        admin_keys,
+        admin_catalog,
+        health,
+        prometheus,
+    ):
         app.include_router(module.router)
     return app

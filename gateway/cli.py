@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -37,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import build_app, open_admission
+    from gateway.catalog_control import CatalogController
     from gateway.ledger import open_ledger
     from gateway.model_prep import PreparationFailed, prepare_model
     from gateway.routing import ModelRouter
@@ -66,7 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
         routed = runtime.deploy(prepared, _progress)
         runtime.start_health_poller()
-        app = build_app(ModelRouter(routed), keystore, ledger, GatewayMetrics(), admission, runtime.statuses)
+        router = ModelRouter(routed)
+        controller = CatalogController(catalog, runtime, router, settings.models_dir, _progress)
+        app = build_app(router, keystore, ledger, GatewayMetrics(), admission, runtime.statuses, controller)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
         server = uvicorn.Server(config)
         _progress(f"ready in {time.monotonic() - started:.1f}s")
@@ -206,6 +210,42 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tpm", type=int, default=None, help="tokens per minute")
 
 
+def cmd_catalog_apply(args: argparse.Namespace) -> int:
+    """Send a catalog to a running gateway (POST /admin/catalog) and print what changed."""
+    import httpx
+
+    path = Path(args.path)
+    try:
+        load_catalog(path)  # the same checks the gateway runs, with the file named in errors
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    key = args.key or os.environ.get("MAAS_ADMIN_KEY")
+    if not key:
+        print(
+            "error: pass --key or set MAAS_ADMIN_KEY to an operator key (maas keys create --admin)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        response = httpx.post(
+            args.url.rstrip("/") + "/admin/catalog",
+            content=path.read_bytes(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/yaml"},
+            timeout=args.timeout,
+        )
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach the gateway at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    body = response.json()
+    if response.status_code != 200:
+        print(f"error: {body.get('error', {}).get('message', response.text)}", file=sys.stderr)
+        return 1
+    for field in ("added", "removed", "redeployed", "updated", "unchanged"):
+        print(f"{field}: {', '.join(body[field]) or '-'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maas", description="MaaS inference gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = catalog.add_parser("check", help="validate a catalog without loading weights")
     check.add_argument("path")
     check.set_defaults(func=cmd_catalog_check)
+    apply = catalog.add_parser("apply", help="apply a catalog to a running gateway without a restart")
+    apply.add_argument("path")
+    apply.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway's base URL")
+    apply.add_argument("--key", default=None, help="operator key (default: $MAAS_ADMIN_KEY)")
+    apply.add_argument("--timeout", type=float, default=900, help="seconds to wait for new engines")
+    apply.set_defaults(func=cmd_catalog_apply)
     return parser
 
 
@@ -264,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

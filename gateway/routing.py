@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from backends.base import GenerationChunk, GenerationRequest
-from gateway.catalog import Pricing
+from gateway.catalog import ModelEntry, Pricing
 from gateway.errors import ModelNotFound
 from gateway.token_count import PromptCounter
 
@@ -32,6 +33,28 @@ class RoutedModel:
     chip: str
     pool: str
     prompt_counter: PromptCounter = PromptCounter()
+    reasoning: str | None = None
+
+    @classmethod
+    def from_entry(
+        cls, entry: ModelEntry, *, client: ModelClient, deployment: str, prompt_counter: PromptCounter
+    ) -> RoutedModel:
+        """The routing view of a catalog entry served by ``client``."""
+        return cls(
+            name=entry.name,
+            family=entry.family,
+            owned_by=entry.owned_by,
+            context_length=entry.context_length,
+            created=int(time.time()),
+            aliases=tuple(entry.aliases),
+            client=client,
+            pricing=entry.pricing,
+            deployment=deployment,
+            chip=entry.deployments[0].chip,
+            pool=entry.deployments[0].pool,
+            prompt_counter=prompt_counter,
+            reasoning=entry.reasoning,
+        )
 
 
 class ModelRouter:
@@ -49,6 +72,10 @@ class ModelRouter:
             for alias in model.aliases:
                 names[alias] = model
         self._models, self._names = by_name, names
+
+    def get(self, name: str) -> RoutedModel | None:
+        """The model called exactly ``name`` (no aliases)."""
+        return self._models.get(name)
 
     def models(self) -> list[RoutedModel]:
         return list(self._models.values())

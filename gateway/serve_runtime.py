@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,38 +103,33 @@ class ServeRuntime:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, len(models))) as pool:
             futures = {model.name: pool.submit(self._deploy_one, model, path) for model, path in models}
-            while not all(f.done() for f in futures.values()):
-                time.sleep(5)
+            while wait(futures.values(), timeout=5).not_done:
                 pending = [name for name, f in futures.items() if not f.done()]
-                if pending:
-                    progress(
-                        f"starting engines: waiting for {', '.join(pending)} "
-                        f"({time.monotonic() - started:.0f}s)"
-                    )
+                progress(
+                    f"starting engines: waiting for {', '.join(pending)} ({time.monotonic() - started:.0f}s)"
+                )
         failures = [f"{name}: {f.exception()}" for name, f in futures.items() if f.exception()]
         if failures:
             raise DeploymentFailed("; ".join(failures))
-        routed = []
-        for model, path in models:
-            handle = serve.get_app_handle(app_name(model))
-            routed.append(
-                RoutedModel(
-                    name=model.name,
-                    family=model.family,
-                    owned_by=model.owned_by,
-                    context_length=model.context_length,
-                    created=int(time.time()),
-                    aliases=tuple(model.aliases),
-                    client=RayModelClient(handle),
-                    pricing=model.pricing,
-                    deployment=app_name(model),
-                    chip=model.deployments[0].chip,
-                    pool=model.deployments[0].pool,
-                    prompt_counter=load_prompt_counter(path),
-                )
+        routed = [
+            RoutedModel.from_entry(
+                model,
+                client=RayModelClient(serve.get_app_handle(app_name(model))),
+                deployment=app_name(model),
+                prompt_counter=load_prompt_counter(path),
             )
+            for model, path in models
+        ]
         self._refresh_statuses()
         return routed
+
+    def delete(self, names: list[str]) -> None:
+        """Remove models' Serve applications; replicas finish the requests they hold first."""
+        from ray import serve
+
+        for name in names:
+            serve.delete(APP_PREFIX + name)
+        self._refresh_statuses()
 
     def _deploy_one(self, model: ModelEntry, path: Path | str) -> None:
         from ray import serve
@@ -162,7 +157,7 @@ class ServeRuntime:
                 ray_actor_options=actor_options,
                 health_check_period_s=10,
                 health_check_timeout_s=60,
-                graceful_shutdown_timeout_s=5,
+                graceful_shutdown_timeout_s=30,  # in-flight requests finish on removal or update
             )
             .bind(spec, deployment.backend)
         )

@@ -20,7 +20,7 @@ async def create_chat_completion(request: Request, principal: Authenticated) -> 
         raise problem
     model = get_model_router(request).resolve(body.model)
     request_id = new_request_id("chatcmpl")
-    formatter = ChatFormatter(request_id, model.name, body.n)
+    formatter = ChatFormatter(request_id, model.name, body.n, reasoning=model.reasoning is not None)
     call = Call(
         endpoint="chat.completions",
         principal=principal,

@@ -8,7 +8,8 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from gateway.admission import Admission
-from gateway.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from gateway.catalog_control import CatalogController
+from gateway.errors import AuthenticationFailed, BackendUnavailable, InvalidRequest, PermissionDenied
 from gateway.keystore import KeyStore, Principal
 from gateway.ledger import Ledger
 from gateway.routing import ModelRouter
@@ -25,6 +26,13 @@ def get_model_router(request: Request) -> ModelRouter:
 def get_keystore(request: Request) -> KeyStore:
     keystore: KeyStore = request.app.state.keystore
     return keystore
+
+
+def get_catalog_controller(request: Request) -> CatalogController:
+    controller: CatalogController | None = request.app.state.catalog_controller
+    if controller is None:
+        raise BackendUnavailable("This gateway was started without a model runtime; catalogs cannot change.")
+    return controller
 
 
 def get_admission(request: Request) -> Admission:

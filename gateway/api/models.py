@@ -21,6 +21,11 @@ def _card(model: RoutedModel) -> dict[str, Any]:
         "family": model.family,
         "context_length": model.context_length,
         "aliases": list(model.aliases),
+        "pricing": {
+            "input_per_million": float(model.pricing.input_per_million),
+            "output_per_million": float(model.pricing.output_per_million),
+            "currency": model.pricing.currency,
+        },
     }
 
 

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from backends.base import ChoiceDelta, GenerationChunk, TokenLogprob, Usage
+from gateway.reasoning import ThinkSplitter, split_reasoning
 
 Json = dict[str, Any]
 
@@ -64,13 +65,38 @@ def completion_logprobs(items: list[TokenLogprob] | None, text_offset: int) -> J
 
 
 class ChatFormatter:
-    """Builds ``chat.completion`` bodies and ``chat.completion.chunk`` events for one request."""
+    """Builds ``chat.completion`` bodies and ``chat.completion.chunk`` events for one request.
 
-    def __init__(self, request_id: str, model: str, n: int) -> None:
+    With ``reasoning`` set, ``<think>…</think>`` text goes to ``reasoning_content`` (DeepSeek-R1 style).
+    """
+
+    def __init__(self, request_id: str, model: str, n: int, reasoning: bool = False) -> None:
         self.id = request_id
         self.model = model
         self.created = int(time.time())
         self.n = n
+        self._splitters: dict[int, ThinkSplitter] | None = {} if reasoning else None
+
+    def _message(self, text: str) -> Json:
+        if self._splitters is None:
+            return {"role": "assistant", "content": text}
+        reasoning, content = split_reasoning(text)
+        return {"role": "assistant", "content": content, "reasoning_content": reasoning or None}
+
+    def _delta(self, delta: ChoiceDelta) -> Json:
+        if self._splitters is None:
+            return {"content": delta.text} if delta.text else {}
+        splitter = self._splitters.setdefault(delta.index, ThinkSplitter())
+        reasoning, content = splitter.feed(delta.text)
+        if delta.finish_reason is not None:
+            tail_reasoning, tail_content = splitter.finish()
+            reasoning, content = reasoning + tail_reasoning, content + tail_content
+        body: Json = {}
+        if reasoning:
+            body["reasoning_content"] = reasoning
+        if content:
+            body["content"] = content
+        return body
 
     def _envelope(self, obj: str, choices: list[Json], usage: Usage | None) -> Json:
         body: Json = {
@@ -88,7 +114,7 @@ class ChatFormatter:
         choices = [
             {
                 "index": c.index,
-                "message": {"role": "assistant", "content": c.text},
+                "message": self._message(c.text),
                 "logprobs": chat_logprobs(c.logprobs),
                 "finish_reason": c.finish_reason,
             }
@@ -109,16 +135,18 @@ class ChatFormatter:
         return self._envelope("chat.completion.chunk", choices, None)
 
     def delta_chunk(self, deltas: list[ChoiceDelta]) -> Json | None:
-        choices = [
-            {
-                "index": d.index,
-                "delta": {"content": d.text} if d.text else {},
-                "logprobs": chat_logprobs(d.logprobs),
-                "finish_reason": d.finish_reason,
-            }
-            for d in deltas
-            if d.text or d.finish_reason or d.logprobs
-        ]
+        choices = []
+        for d in deltas:
+            delta = self._delta(d)
+            if delta or d.finish_reason or d.logprobs:
+                choices.append(
+                    {
+                        "index": d.index,
+                        "delta": delta,
+                        "logprobs": chat_logprobs(d.logprobs),
+                        "finish_reason": d.finish_reason,
+                    }
+                )
         if not choices:
             return None
         return self._envelope("chat.completion.chunk", choices, None)
