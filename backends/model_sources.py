@@ -1,7 +1,9 @@
 """Turn model weights that ship in other forms into Hugging Face folders that engines load.
 
-Run as ``python -m backends.model_sources gguf-package ...`` by the gateway (so the gateway process never
-imports torch). Nothing is fetched from a model hub: the GGUF file comes from an installed Python package.
+Run as ``python -m backends.model_sources gguf-package ...`` (or ``tiny-random ...``, which builds a tiny
+random-weight checkpoint of a model family, see ``backends.tiny_checkpoints``) by the gateway, so the gateway
+process never imports torch. Nothing is fetched from a model hub: GGUF files come from installed Python
+packages.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -55,6 +58,39 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str) -> None:
     tmp.rename(out_dir)  # atomic: a folder that exists is complete
 
 
+def load_gguf_tokenizer(gguf_path: Path) -> Any:
+    """The tokenizer stored in a GGUF file, as a transformers tokenizer."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+
+
+def _build_tiny(args: argparse.Namespace, started: float) -> int:
+    from backends.tiny_checkpoints import TinySpec, build_tiny_checkpoint
+
+    spec = TinySpec(
+        architecture=args.architecture,
+        chat_template=args.chat_template,
+        seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        intermediate_size=args.intermediate_size,
+        max_positions=args.max_positions,
+    )
+    try:
+        tokenizer_source = find_package_file(args.tokenizer_package, args.tokenizer_file)
+    except WeightsUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"loading the tokenizer from {tokenizer_source.name}", flush=True)
+    tokenizer = load_gguf_tokenizer(tokenizer_source)
+    print(f"building a tiny {spec.architecture} checkpoint (seed {spec.seed}, float32)", flush=True)
+    build_tiny_checkpoint(spec, tokenizer, args.out)
+    print(f"built in {time.monotonic() - started:.1f}s -> {args.out}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backends.model_sources")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,9 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     gguf.add_argument("--file", required=True)
     gguf.add_argument("--dtype", default="float32")
     gguf.add_argument("--out", required=True, type=Path)
+    tiny = sub.add_parser("tiny-random", help="build a tiny random-weight checkpoint of a model family")
+    tiny.add_argument("--architecture", required=True)
+    tiny.add_argument("--chat-template", required=True)
+    tiny.add_argument("--tokenizer-package", required=True)
+    tiny.add_argument("--tokenizer-file", required=True)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden-size", type=int, default=128)
+    tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument("--heads", type=int, default=4)
+    tiny.add_argument("--intermediate-size", type=int, default=256)
+    tiny.add_argument("--max-positions", type=int, default=1024)
+    tiny.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
 
     started = time.monotonic()
+    if args.command == "tiny-random":
+        return _build_tiny(args, started)
     try:
         source = find_package_file(args.package, args.file)
     except WeightsUnavailable as exc:

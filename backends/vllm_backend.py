@@ -45,7 +45,7 @@ class VLLMOptions(BaseModel):
     )
     max_num_seqs: int = Field(default=64, ge=1, description="Sequences batched at once.")
     kv_cache_gib: float | None = Field(
-        default=None, gt=0, description="KV-cache size in GiB (CPU: VLLM_CPU_KVCACHE_SPACE)."
+        default=None, gt=0, description="KV-cache size in GiB (fractions allowed, also on the CPU)."
     )
     gpu_memory_utilization: float | None = Field(
         default=None, gt=0, le=1, description="Fraction of accelerator memory vLLM may use."
@@ -86,8 +86,6 @@ class VLLMBackend:
         if self.spec.chip == "cpu":
             os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.options.cpu_reserved_cores)
-            if self.options.kv_cache_gib is not None:
-                os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{self.options.kv_cache_gib:g}"
             # The AOT-compiled path recompiles on every start on the CPU; eager start is seconds.
             os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
 
@@ -111,7 +109,8 @@ class VLLMBackend:
             kwargs["quantization"] = self.options.quantization
         if self.options.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = self.options.gpu_memory_utilization
-        if self.spec.chip != "cpu" and self.options.kv_cache_gib is not None:
+        if self.options.kv_cache_gib is not None:
+            # On the CPU too: VLLM_CPU_KVCACHE_SPACE takes whole GiB only (and would override this).
             kwargs["kv_cache_memory_bytes"] = int(self.options.kv_cache_gib * 2**30)
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         self._tokenizer = self._engine.get_tokenizer()
