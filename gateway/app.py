@@ -29,6 +29,7 @@ from gateway.keystore import KeyStore
 from gateway.ledger import Ledger
 from gateway.routing import ModelRouter
 from gateway.telemetry import GatewayMetrics
+from gateway.utilization import UtilizationMeter
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def build_app(
     admission: Admission,
     health_source: HealthSource,
     catalog_controller: CatalogController | None = None,
+    utilization: UtilizationMeter | None = None,
 ) -> FastAPI:
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.model_router = model_router
@@ -93,6 +95,7 @@ def build_app(
     app.state.metrics = metrics
     app.state.admission = admission
     app.state.catalog_controller = catalog_controller
+    app.state.utilization = utilization
     app.state.health_source = health_source
     app.add_middleware(RequestClock)
     app.add_exception_handler(GatewayError, _on_gateway_error)

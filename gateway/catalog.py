@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from backends.chat_templates import TEMPLATES
 from backends.registry import BackendNotFound, validate_engine_options
+from gateway.pools import Pool
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 
@@ -162,6 +163,28 @@ class Catalog(_Strict):
     """The whole catalog."""
 
     models: list[ModelEntry] = Field(min_length=1, description="Models served by this gateway.")
+    pools: list[Pool] = Field(
+        default_factory=list,
+        description="Capacity pools and their chip costs (empty: costs are not tracked).",
+    )
+
+    @model_validator(mode="after")
+    def _pools_known(self) -> Catalog:
+        names = [p.name for p in self.pools]
+        if len(set(names)) != len(names):
+            raise ValueError("pool names must be unique")
+        if self.pools:
+            for model in self.models:
+                for deployment in model.deployments:
+                    if deployment.pool not in names:
+                        raise ValueError(
+                            f"model {model.name!r} runs in pool {deployment.pool!r}, which is not declared; "
+                            f"pools: {', '.join(names)}"
+                        )
+        return self
+
+    def pool(self, name: str) -> Pool | None:
+        return next((p for p in self.pools if p.name == name), None)
 
     @model_validator(mode="after")
     def _names_unique(self) -> Catalog:

@@ -44,12 +44,14 @@ class CatalogController:
         router: ModelRouter,
         models_dir: Path,
         progress: Callable[[str], None],
+        on_applied: Callable[[Catalog], None] = lambda catalog: None,
     ) -> None:
         self._catalog = catalog
         self._runtime = runtime
         self._router = router
         self._models_dir = models_dir
         self._progress = progress
+        self._on_applied = on_applied
         self._lock = asyncio.Lock()
 
     @property
@@ -92,6 +94,7 @@ class CatalogController:
             )
         self._router.replace(table)  # from here on, removed names answer 404
         self._catalog = catalog
+        self._on_applied(catalog)
         if removed:
             self._runtime.delete(removed)
         result = ApplyResult(added, removed, redeployed, updated, unchanged)

@@ -44,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.routing import ModelRouter
     from gateway.serve_runtime import DeploymentFailed, RayOptions, ServeRuntime
     from gateway.telemetry import GatewayMetrics
+    from gateway.utilization import UtilizationMeter, deployment_costs
 
     settings = Settings.from_env()
     try:
@@ -69,8 +70,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         routed = runtime.deploy(prepared, _progress)
         runtime.start_health_poller()
         router = ModelRouter(routed)
-        controller = CatalogController(catalog, runtime, router, settings.models_dir, _progress)
-        app = build_app(router, keystore, ledger, GatewayMetrics(), admission, runtime.statuses, controller)
+        metrics = GatewayMetrics()
+        utilization = UtilizationMeter(metrics, deployment_costs(catalog), runtime.healthy_replicas)
+        controller = CatalogController(
+            catalog,
+            runtime,
+            router,
+            settings.models_dir,
+            _progress,
+            on_applied=lambda applied: utilization.configure(deployment_costs(applied)),
+        )
+        app = build_app(
+            router, keystore, ledger, metrics, admission, runtime.statuses, controller, utilization
+        )
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
         server = uvicorn.Server(config)
         _progress(f"ready in {time.monotonic() - started:.1f}s")

@@ -16,6 +16,7 @@ from gateway.ledger import Ledger, UsageRecord
 from gateway.ledger.records import charge_nanos
 from gateway.routing import RoutedModel
 from gateway.telemetry import GatewayMetrics
+from gateway.utilization import UtilizationMeter
 
 logger = logging.getLogger("maas.usage")
 
@@ -53,7 +54,12 @@ class Meter:
     started: float
     admission: Admission | None = None
     reservation: Reservation | None = None
+    utilization: UtilizationMeter | None = None
     settled: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if self.utilization is not None:
+            self.utilization.started(self.model.name)
 
     def _record(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord:
         usage = progress.usage or Usage(0, 0)
@@ -94,6 +100,8 @@ class Meter:
         if self.settled:
             return None
         self.settled = True
+        if self.utilization is not None:
+            self.utilization.finished(self.model.name)
         record = self._record(progress, status, error_type)
         self.metrics.observe(record)
         logger.info(

@@ -70,6 +70,7 @@ class ServeRuntime:
         self.options = options
         self._head: RayHead | None = None
         self._statuses: dict[str, str] = {}
+        self._healthy: dict[str, int] = {}
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -168,11 +169,18 @@ class ServeRuntime:
     def _refresh_statuses(self) -> None:
         from ray import serve
 
-        statuses = {}
+        statuses, healthy = {}, {}
         for name, app in serve.status().applications.items():
             if name.startswith(APP_PREFIX):
-                statuses[name.removeprefix(APP_PREFIX)] = str(app.status.value)
-        self._statuses = statuses
+                model = name.removeprefix(APP_PREFIX)
+                statuses[model] = str(app.status.value)
+                healthy[model] = sum(
+                    int(count)
+                    for deployment in app.deployments.values()
+                    for state, count in deployment.replica_states.items()
+                    if str(getattr(state, "value", state)) == "RUNNING"
+                )
+        self._statuses, self._healthy = statuses, healthy
 
     def start_health_poller(self, period_s: float = 2.0) -> None:
         def loop() -> None:
@@ -187,6 +195,9 @@ class ServeRuntime:
 
     def statuses(self) -> dict[str, str]:
         return dict(self._statuses)
+
+    def healthy_replicas(self) -> dict[str, int]:
+        return dict(self._healthy)
 
     def stop(self) -> None:
         """Stop Serve and the Ray processes this process started."""

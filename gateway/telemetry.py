@@ -6,7 +6,7 @@ request ids or key values are ever labels.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.ledger.records import UsageRecord
 
@@ -57,6 +57,28 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+        deployment = ["model", "chip", "pool"]
+        self.infra_cost = Counter(
+            "maas_infra_cost_total",
+            "What replicas cost the operator (pool chip-hour cost x replica time), in the pool's currency.",
+            [*deployment, "currency"],
+            registry=r,
+        )
+        self.replica_seconds = Counter(
+            "maas_replica_seconds_total", "Replica time, busy or idle.", deployment, registry=r
+        )
+        self.busy_seconds = Counter(
+            "maas_replica_busy_seconds_total",
+            "Replica time spent holding at least one request.",
+            deployment,
+            registry=r,
+        )
+        self.replicas = Gauge("maas_replicas", "Replicas the catalog asks for.", deployment, registry=r)
+        self.replicas_healthy = Gauge(
+            "maas_replicas_healthy", "Replicas that are running.", deployment, registry=r
+        )
+        self.in_flight = Gauge("maas_requests_in_flight", "Requests being served now.", ["model"], registry=r)
 
     def observe(self, record: UsageRecord) -> None:
         """Count one settled request; the same record goes to the ledger, so both agree."""

@@ -14,6 +14,7 @@ from gateway.keystore import KeyStore, Principal
 from gateway.ledger import Ledger
 from gateway.routing import ModelRouter
 from gateway.telemetry import GatewayMetrics
+from gateway.utilization import UtilizationMeter
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -33,6 +34,11 @@ def get_catalog_controller(request: Request) -> CatalogController:
     if controller is None:
         raise BackendUnavailable("This gateway was started without a model runtime; catalogs cannot change.")
     return controller
+
+
+def get_utilization(request: Request) -> UtilizationMeter | None:
+    utilization: UtilizationMeter | None = request.app.state.utilization
+    return utilization
 
 
 def get_admission(request: Request) -> Admission:

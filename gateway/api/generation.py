@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backends.base import GenerationChunk, GenerationRequest, Prompt, SamplingOptions
 from gateway.admission import Admission
-from gateway.api.deps import get_admission, get_ledger, get_metrics
+from gateway.api.deps import get_admission, get_ledger, get_metrics, get_utilization
 from gateway.errors import GatewayError, InvalidRequest, PermissionDenied, as_gateway_error
 from gateway.keystore import Principal
 from gateway.metering import Meter, Progress
@@ -91,6 +91,7 @@ async def run_call(
         stream=call.stream,
         started=started,
         admission=admission,
+        utilization=get_utilization(request),
     )
     await admit(call, admission, meter)
     generation = GenerationRequest(request_id=request_id, prompt=call.prompt, sampling=call.sampling)
