@@ -17,6 +17,7 @@ from gateway.api import (
     admin_keys,
     chat_completions,
     completions,
+    dashboard,
     health,
     models,
     prometheus,
@@ -109,6 +110,7 @@ def build_app(
         usage,
         admin_keys,
         admin_catalog,
+        dashboard,
         health,
         prometheus,
     ):

@@ -176,10 +176,10 @@ def cmd_usage(args: argparse.Namespace) -> int:
     import csv
 
     from gateway.ledger import UsageQuery, open_ledger
-    from gateway.ledger.records import GROUP_COLUMNS
+    from gateway.ledger.records import GROUP_COLUMNS, TIME_GROUPS
 
     groups = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
-    allowed = (*GROUP_COLUMNS, "day")
+    allowed = (*GROUP_COLUMNS, *TIME_GROUPS)
     if not groups or any(g not in allowed for g in groups):
         print(f"error: --group-by takes a comma-separated subset of: {', '.join(allowed)}", file=sys.stderr)
         return 2
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     tenant.set_defaults(func=cmd_tenants_create)
 
     usage = sub.add_parser("usage", help="usage and cost from the ledger")
-    usage.add_argument("--group-by", default="model", help="model,tenant,key,chip,pool,day")
+    usage.add_argument("--group-by", default="model", help="model,tenant,key,chip,pool,day,hour,minute")
     usage.add_argument("--since", type=float, default=None, help="unix seconds")
     usage.add_argument("--until", type=float, default=None, help="unix seconds")
     usage.add_argument("--tenant", default=None, help="only this tenant")

@@ -83,6 +83,7 @@ def _build_tiny(
         f"--heads={weights.num_heads}",
         f"--intermediate-size={weights.intermediate_size}",
         f"--max-positions={model.context_length}",
+        f"--tokenizer-cache={out.parent / 'tokenizers'}",
         f"--out={out}",
     ]
     _run_source_command(args, progress, weights.pip)

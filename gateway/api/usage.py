@@ -13,11 +13,12 @@ from fastapi.responses import JSONResponse, Response
 from gateway.api.deps import Admin, Authenticated, get_ledger
 from gateway.errors import InvalidRequest
 from gateway.ledger import UsageQuery, UsageRow
+from gateway.ledger.records import TIME_GROUPS
 
 router = APIRouter()
 
-TENANT_GROUPS = ("model", "key", "day")  # callers never see chips or pools
-ADMIN_GROUPS = ("model", "tenant", "key", "chip", "pool", "day")
+TENANT_GROUPS = ("model", "key", *TIME_GROUPS)  # callers never see chips or pools
+ADMIN_GROUPS = ("model", "tenant", "key", "chip", "pool", *TIME_GROUPS)
 
 
 def _time(value: str | None, name: str) -> float | None:

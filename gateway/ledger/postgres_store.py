@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from gateway.ledger.records import UsageQuery, UsageRecord, UsageRow
 from gateway.ledger.sql import create_table, insert_sql, row_values, to_usage_row, usage_query_sql
 
-DAY = "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+_UTC = "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', '{}')"
+TIME_BUCKETS = {
+    "day": _UTC.format("YYYY-MM-DD"),
+    "hour": _UTC.format('YYYY-MM-DD"T"HH24:00'),
+    "minute": _UTC.format('YYYY-MM-DD"T"HH24:MI'),
+}
 
 
 class PostgresStore:
@@ -27,7 +32,7 @@ class PostgresStore:
             cur.executemany(insert_sql("%s"), [row_values(r) for r in records])  # type: ignore[arg-type]
 
     def query(self, query: UsageQuery) -> list[UsageRow]:
-        sql, params = usage_query_sql(query, "%s", DAY)
+        sql, params = usage_query_sql(query, "%s", TIME_BUCKETS)
         with self._read_lock:
             rows = self._read.execute(sql, params).fetchall()  # type: ignore[arg-type]
         return [to_usage_row(query, row) for row in rows]

@@ -8,7 +8,8 @@ from typing import Literal
 
 NANOS = Decimal(1_000_000_000)
 
-GroupBy = Literal["model", "tenant", "key", "chip", "pool", "day"]
+GroupBy = Literal["model", "tenant", "key", "chip", "pool", "day", "hour", "minute"]
+TIME_GROUPS = ("day", "hour", "minute")  # UTC buckets of created_at
 
 GROUP_COLUMNS: dict[str, str] = {
     "model": "model",

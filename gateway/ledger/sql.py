@@ -76,11 +76,13 @@ def row_values(record: UsageRecord) -> tuple[object, ...]:
     return tuple(getattr(record, column) for column in COLUMNS)
 
 
-def usage_query_sql(query: UsageQuery, placeholder: str, day_expr: str) -> tuple[str, list[object]]:
+def usage_query_sql(
+    query: UsageQuery, placeholder: str, time_buckets: dict[str, str]
+) -> tuple[str, list[object]]:
     """A grouped usage query; group names are mapped through a fixed table, never interpolated raw."""
     expressions = []
     for name in query.group_by:
-        expressions.append(day_expr if name == "day" else GROUP_COLUMNS[name])
+        expressions.append(time_buckets[name] if name in time_buckets else GROUP_COLUMNS[name])
     where: list[str] = []
     params: list[object] = []
     if query.tenant is not None:

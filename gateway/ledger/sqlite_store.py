@@ -10,7 +10,11 @@ from pathlib import Path
 from gateway.ledger.records import UsageQuery, UsageRecord, UsageRow
 from gateway.ledger.sql import create_table, insert_sql, row_values, to_usage_row, usage_query_sql
 
-DAY = "strftime('%Y-%m-%d', created_at, 'unixepoch')"
+TIME_BUCKETS = {
+    "day": "strftime('%Y-%m-%d', created_at, 'unixepoch')",
+    "hour": "strftime('%Y-%m-%dT%H:00', created_at, 'unixepoch')",
+    "minute": "strftime('%Y-%m-%dT%H:%M', created_at, 'unixepoch')",
+}
 
 
 class SqliteStore:
@@ -40,7 +44,7 @@ class SqliteStore:
             raise
 
     def query(self, query: UsageQuery) -> list[UsageRow]:
-        sql, params = usage_query_sql(query, "?", DAY)
+        sql, params = usage_query_sql(query, "?", TIME_BUCKETS)
         with self._read_lock:
             rows = self._read.execute(sql, params).fetchall()
         return [to_usage_row(query, row) for row in rows]

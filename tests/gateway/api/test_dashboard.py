@@ -1,0 +1,65 @@
+"""The built-in dashboard's page and data: public page without data, data only for operators."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.admission import Admission
+from gateway.app import build_app
+from gateway.keystore import KeyStore
+from gateway.ledger import Ledger
+from gateway.routing import ModelRouter
+from gateway.telemetry import GatewayMetrics
+from tests.gateway.ledger.test_stores import record
+
+
+@pytest.fixture
+async def board(
+    tmp_path: Path, ledger: Ledger, admission: Admission
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], dict[str, str]]]:
+    keystore = KeyStore(tmp_path / "maas.db")
+    admin = {"Authorization": f"Bearer {keystore.create_key('operator', admin=True).secret}"}
+    tenant = {"Authorization": f"Bearer {keystore.create_key('acme').secret}"}
+    for i in range(3):
+        await ledger.record(record(f"a{i}", tenant="acme"))
+    await ledger.record(record("g1", tenant="globex", prompt_tokens=100))
+    metrics = GatewayMetrics()
+    app = build_app(ModelRouter(), keystore, ledger, metrics, admission, dict)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        yield client, admin, tenant
+
+
+async def test_page_and_scripts_are_served_without_data(
+    board: tuple[httpx.AsyncClient, dict[str, str], dict[str, str]],
+) -> None:
+    client, _, _ = board
+    page = await client.get("/dashboard")
+    assert page.status_code == 200 and "Operator sign-in" in page.text
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing from a CDN
+    for name in ("charts.js", "dashboard.js", "dashboard.css"):
+        assert (await client.get(f"/dashboard/static/{name}")).status_code == 200
+    assert (await client.get("/dashboard/static/../../cli.py")).status_code == 404
+
+
+async def test_data_needs_an_operator_key(
+    board: tuple[httpx.AsyncClient, dict[str, str], dict[str, str]],
+) -> None:
+    client, _, tenant = board
+    assert (await client.get("/admin/dashboard/data")).status_code == 401
+    assert (await client.get("/admin/dashboard/data", headers=tenant)).status_code == 403
+
+
+async def test_top_tenants_match_the_usage_api(
+    board: tuple[httpx.AsyncClient, dict[str, str], dict[str, str]],
+) -> None:
+    client, admin, _ = board
+    data = (await client.get("/admin/dashboard/data", headers=admin)).json()
+    usage = (await client.get("/admin/usage?group_by=tenant", headers=admin)).json()["data"]
+    expected = {u["tenant"]: u["prompt_tokens"] + u["completion_tokens"] for u in usage}
+    assert {t["tenant"]: t["tokens"] for t in data["top_tenants"]} == expected
+    assert [t["tenant"] for t in data["top_tenants"]] == ["acme", "globex"]  # by revenue
+    assert sum(p["tokens"] for p in data["series"]) == sum(expected.values())
