@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO
 from tests.e2e.conftest import MODEL, Gateway
@@ -27,6 +28,15 @@ FEW_SHOT = [
     {"role": "assistant", "content": "<think>3 plus 3 is 6.</think>6"},
     {"role": "user", "content": "What is 5+5?"},
 ]
+
+
+def scrape(gateway: Gateway) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(gateway.base_url + "/metrics").text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def apply(gateway: Gateway, admin: str, catalog: dict[str, Any], tmp_path: Path) -> list[str]:
@@ -74,6 +84,31 @@ def test_models_are_added_and_removed_without_a_restart(gateway: Gateway, tmp_pa
     deltas = [c.choices[0].delta for c in stream if c.choices]
     streamed_reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
     assert streamed_reasoning == "5 plus 5 is 10." and "".join(d.content or "" for d in deltas) == "10"
+
+    # Two tenants over the two models: the Prometheus counters equal the ledger's totals.
+    keys = {tenant: gateway.create_key(tenant) for tenant in ("two-a", "two-b")}
+    for tenant, key in keys.items():
+        for model in (MODEL, "smollm2-r1"):
+            gateway.client(key=key).chat.completions.create(
+                model=model, messages=[{"role": "user", "content": f"Hi from {tenant}"}], max_tokens=5
+            )
+    ledger = httpx.get(
+        gateway.base_url + "/admin/usage",
+        params={"group_by": "tenant,model"},
+        headers={"Authorization": f"Bearer {admin}"},
+    ).json()["data"]
+    metrics = scrape(gateway)
+    for row in (r for r in ledger if r["tenant"] in keys):
+        where = {"model": row["model"], "tenant": row["tenant"], "chip": "cpu", "pool": "own"}
+        assert (
+            metrics[("maas_tokens_total", frozenset({**where, "kind": "prompt"}.items()))]
+            == row["prompt_tokens"]
+        )
+        completion = metrics[("maas_tokens_total", frozenset({**where, "kind": "completion"}.items()))]
+        assert completion == row["completion_tokens"]
+        revenue = metrics[("maas_revenue_total", frozenset({**where, "currency": "USD"}.items()))]
+        assert revenue == pytest.approx(row["cost"], rel=1e-9)
+    assert len([r for r in ledger if r["tenant"] in keys]) == 4
 
     # A long request in flight on the model that is about to be removed.
     outcome: dict[str, Any] = {}
