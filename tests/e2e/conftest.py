@@ -104,14 +104,19 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return result
 
 
-def start_gateway(env: dict[str, str], key: str) -> Gateway:
-    """Run `maas serve` with ``env`` (its MAAS_HOME holds the log) and wait until it is healthy."""
+def start_gateway(env: dict[str, str], key: str, config: Path | None = None) -> Gateway:
+    """Run `maas serve` with ``env`` (its MAAS_HOME holds the log) and wait until it is healthy.
+
+    ``config`` is the catalog to serve (default: the repository's models.yaml).
+    """
     home = Path(env["MAAS_HOME"])
     port = free_port()
     log = home / f"serve-{port}.log"
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)]
+    command += ["--config", str(config)] if config is not None else []
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+            command,
             cwd=REPO,
             env=env,
             stdout=out,

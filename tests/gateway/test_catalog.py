@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.catalog import CatalogError, GgufPackageWeights, load_catalog
+from gateway.catalog import CatalogError, GgufPackageWeights, TinyRandomWeights, load_catalog
 
 VALID: dict[str, Any] = {
     "models": [
@@ -102,3 +102,45 @@ def test_catalog_check_command_reports_ok_and_errors(
     good.write_text(yaml.safe_dump({"models": "none"}))
     assert main(["catalog", "check", str(good)]) == 2
     assert "models: Input should be a valid list" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["production-example.yaml", "families-tiny.yaml"])
+def test_shipped_family_catalogs_pass_maas_catalog_check(
+    repo_root: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    assert main(["catalog", "check", str(repo_root / "deploy" / "catalogs" / name)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_production_example_names_every_family_and_its_template(repo_root: Path) -> None:
+    catalog = load_catalog(repo_root / "deploy" / "catalogs" / "production-example.yaml")
+    assert {m.family for m in catalog.models} == {"deepseek", "glm", "qwen", "yi", "llama", "bloom"}
+    assert all(m.chat_template for m in catalog.models)
+    assert {d.chip for m in catalog.models for d in m.deployments} == {"nvidia", "ascend", "cpu"}
+
+
+def test_families_tiny_serves_one_tiny_random_model_per_family(repo_root: Path) -> None:
+    catalog = load_catalog(repo_root / "deploy" / "catalogs" / "families-tiny.yaml")
+    assert sorted(m.family for m in catalog.models) == ["bloom", "deepseek", "glm", "llama", "qwen", "yi"]
+    assert all(isinstance(m.weights, TinyRandomWeights) for m in catalog.models)
+
+
+def test_tiny_random_weights_need_a_chat_template(write_catalog: Callable[[object], Path]) -> None:
+    data = copy.deepcopy(VALID)
+    data["models"][0]["weights"] = {"kind": "tiny_random", "architecture": "qwen3"}
+    with pytest.raises(CatalogError, match=r"models\[0\]: Value error, tiny_random weights need"):
+        load_catalog(write_catalog(data))
+    data["models"][0]["chat_template"] = "qwen3"
+    assert isinstance(load_catalog(write_catalog(data)).models[0].weights, TinyRandomWeights)
+
+
+def test_unknown_chat_template_or_architecture_is_rejected(write_catalog: Callable[[object], Path]) -> None:
+    data = copy.deepcopy(VALID)
+    data["models"][0]["chat_template"] = "chatml"
+    with pytest.raises(CatalogError, match="'chatml' is not shipped; known: bloom, deepseek_r1"):
+        load_catalog(write_catalog(data))
+    data["models"][0].update(chat_template="llama3", weights={"kind": "tiny_random", "architecture": "gpt2"})
+    with pytest.raises(CatalogError, match=r"models\[0\].weights.architecture"):
+        load_catalog(write_catalog(data))
