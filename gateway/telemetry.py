@@ -27,8 +27,8 @@ class GatewayMetrics:
         )
         self.requests = Counter(
             "maas_requests_total",
-            "Generation requests by outcome.",
-            ["model", "tenant", "chip", "pool", "status"],
+            "Generation requests by outcome (status, and the error type when it failed).",
+            ["model", "tenant", "chip", "pool", "status", "error_type"],
             registry=r,
         )
         self.tokens = Counter(
@@ -58,6 +58,13 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.tpot = Histogram(
+            "maas_time_per_output_token_seconds",
+            "Time per output token after the first, for streamed requests.",
+            ["model"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+            registry=r,
+        )
         deployment = ["model", "chip", "pool"]
         self.infra_cost = Counter(
             "maas_infra_cost_total",
@@ -83,13 +90,16 @@ class GatewayMetrics:
     def observe(self, record: UsageRecord) -> None:
         """Count one settled request; the same record goes to the ledger, so both agree."""
         base = (record.model, record.tenant, record.chip, record.pool)
-        self.requests.labels(*base, record.status).inc()
+        self.requests.labels(*base, record.status, record.error_type or "").inc()
         self.tokens.labels(*base, "prompt").inc(record.prompt_tokens)
         self.tokens.labels(*base, "completion").inc(record.completion_tokens)
         self.revenue.labels(*base, record.currency).inc(record.charge_nanos / 1e9)
         self.latency.labels(record.model, record.endpoint).observe(record.duration_s)
         if record.ttft_s is not None:
             self.ttft.labels(record.model).observe(record.ttft_s)
+            if record.completion_tokens > 1:
+                per_token = (record.duration_s - record.ttft_s) / (record.completion_tokens - 1)
+                self.tpot.labels(record.model).observe(per_token)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

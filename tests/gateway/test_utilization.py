@@ -94,3 +94,21 @@ def test_deployments_must_name_declared_pools() -> None:
 def test_pool_costs_must_fit_the_pool_kind() -> None:
     with pytest.raises(ValueError, match="needs hourly_fee"):
         Pool(name="x", kind="managed", chips={"nvidia": {"purchase_price": "1"}})  # type: ignore[dict-item]
+
+
+def test_streamed_records_feed_time_per_output_token_and_errors_carry_their_type() -> None:
+    import dataclasses
+
+    from tests.gateway.ledger.test_stores import record
+
+    metrics = GatewayMetrics()
+    metrics.observe(record("r1", ttft_s=0.5, duration_s=2.5, completion_tokens=5))
+    metrics.observe(
+        dataclasses.replace(record("r2"), status="error", error_type="BackendUnavailable", ttft_s=None)
+    )
+    r = metrics.registry
+    assert value(r, "maas_time_per_output_token_seconds_count", model="m1") == 1
+    assert value(r, "maas_time_per_output_token_seconds_sum", model="m1") == pytest.approx(0.5)
+    labels = {"model": "m1", "tenant": "acme", "chip": "cpu", "pool": "own"}
+    assert value(r, "maas_requests_total", **labels, status="error", error_type="BackendUnavailable") == 1
+    assert value(r, "maas_requests_total", **labels, status="ok", error_type="") == 1
