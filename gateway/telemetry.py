@@ -86,6 +86,12 @@ class GatewayMetrics:
             "maas_replicas_healthy", "Replicas that are running.", deployment, registry=r
         )
         self.in_flight = Gauge("maas_requests_in_flight", "Requests being served now.", ["model"], registry=r)
+        self.queued = Gauge(
+            "maas_requests_queued",
+            "Requests sent to a replica that have no first token yet.",
+            ["model"],
+            registry=r,
+        )
 
     def observe(self, record: UsageRecord) -> None:
         """Count one settled request; the same record goes to the ledger, so both agree."""

@@ -88,6 +88,10 @@ class UtilizationMeter:
             self._in_flight[model] = max(0, self._in_flight.get(model, 0) - 1)
             self._metrics.in_flight.labels(model).set(self._in_flight[model])
 
+    def waiting(self, model: str, change: int) -> None:
+        """A request starts (+1) or stops (-1) waiting for its first token."""
+        self._metrics.queued.labels(model).inc(change)
+
     def tick(self) -> None:
         """Accrue replica time, busy time and cost since the last tick."""
         healthy = self._healthy()

@@ -97,12 +97,17 @@ async def run_call(
     generation = GenerationRequest(request_id=request_id, prompt=call.prompt, sampling=call.sampling)
     chunks = call.model.client.generate(generation, whole=not call.stream)
     waiting = time.perf_counter()
+    if meter.utilization is not None:
+        meter.utilization.waiting(call.model.name, +1)
     try:
         first = await first_chunk(chunks)
     except Exception as exc:
         error = as_gateway_error(exc)
         await meter.settle(Progress(), "error", type(error).__name__)
         raise error from exc
+    finally:
+        if meter.utilization is not None:
+            meter.utilization.waiting(call.model.name, -1)
     backend_wait = time.perf_counter() - waiting
 
     if call.stream:

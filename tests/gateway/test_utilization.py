@@ -112,3 +112,12 @@ def test_streamed_records_feed_time_per_output_token_and_errors_carry_their_type
     labels = {"model": "m1", "tenant": "acme", "chip": "cpu", "pool": "own"}
     assert value(r, "maas_requests_total", **labels, status="error", error_type="BackendUnavailable") == 1
     assert value(r, "maas_requests_total", **labels, status="ok", error_type="") == 1
+
+
+def test_requests_waiting_for_their_first_token_are_counted_as_queued() -> None:
+    metrics = GatewayMetrics()
+    meter = UtilizationMeter(metrics, [])
+    meter.waiting("m", +1)
+    meter.waiting("m", +1)
+    meter.waiting("m", -1)
+    assert value(metrics.registry, "maas_requests_queued", model="m") == 1
