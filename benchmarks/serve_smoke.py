@@ -13,10 +13,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,14 +22,11 @@ from typing import Any
 import httpx
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.maas_server import MODELS_DIR, create_key, maas_env
+from benchmarks.machine import cpu_model
+from benchmarks.procs import REPO, VENV_PYTHON, ServerFailed, free_port, start_server
+
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tree_pss_mib(pid: int) -> dict[str, float]:
@@ -76,38 +69,27 @@ def main() -> int:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="maas-bench-"))
-    env = dict(os.environ, MAAS_HOME=str(home))
-    if not args.fresh:
-        env["MAAS_MODELS_DIR"] = str(REPO / ".cache" / "models")
-    maas = [sys.executable, "-m", "gateway.cli"]
-    key = subprocess.run(
-        [*maas, "keys", "create", "--tenant", "bench"], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()[-1]
-    port = _free_port()
+    env = maas_env(home, None if args.fresh else MODELS_DIR)
+    key = create_key(env)
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    log = (home / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [*maas, "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        start_new_session=True,  # so that its session holds only what it started
-    )
+    command = [str(VENV_PYTHON), "-m", "gateway.cli", "serve", "--port", str(port)]
+    server = start_server("maas", command, port=port, log_dir=home, env=env, cwd=REPO)
     result: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.serve_smoke", *sys.argv[1:]]),
-        "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_model()},
     }
+
+    def answers(_: httpx.Client) -> bool:
+        _chat(base, key, 8)
+        return True
+
     try:
-        while True:
-            try:
-                _chat(base, key, 8)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None:
-                    raise SystemExit("maas serve exited; see " + str(home / "serve.log")) from None
-                time.sleep(0.5)
+        try:
+            server.wait_ready(answers, timeout_s=900)
+        except ServerFailed as exc:
+            raise SystemExit(str(exc)) from None
         result["seconds_to_first_answer"] = round(time.perf_counter() - started, 1)
         tokens, seconds = _chat(base, key, args.max_tokens)
         result["one_request"] = {"completion_tokens": tokens, "output_tok_s": round(tokens / seconds, 1)}
@@ -119,11 +101,9 @@ def main() -> int:
             "completion_tokens": sum(counts),
             "output_tok_s": round(sum(counts) / wall, 1),
         }
-        result["memory_pss_mib"] = _tree_pss_mib(proc.pid)
+        result["memory_pss_mib"] = _tree_pss_mib(server.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-        log.close()
+        server.stop(grace_s=120)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -1,0 +1,60 @@
+"""``python -m benchmarks overhead|e2e [--quick]``, ``profile``, or ``table FILE`` (Markdown)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("overhead", "gateway overhead against a mock upstream, next to direct and LiteLLM"),
+        ("e2e", "real SmolLM2 on vLLM-CPU: direct vLLM, the gateway, Ray Serve LLM"),
+    ):
+        bench = sub.add_parser(name, help=help_text)
+        bench.add_argument("--quick", action="store_true", help="short windows (under 10 minutes in all)")
+        bench.add_argument("--results-dir", type=Path, default=RESULTS)
+    sub.choices["e2e"].add_argument(
+        "--systems",
+        default="vllm-direct,maas,ray-serve-llm",
+        help="comma-separated; also maas-worker-nice0 (the gateway with Ray workers at nice 0)",
+    )
+    profiling = sub.add_parser("profile", help="yappi profile of the gateway front under overhead load")
+    profiling.add_argument("--results-dir", type=Path, default=RESULTS)
+    table = sub.add_parser("table", help="print a result JSON as Markdown tables")
+    table.add_argument("file", type=Path)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
+    from benchmarks.report import markdown
+
+    if args.command == "table":
+        print(markdown(json.loads(args.file.read_text())))
+        return 0
+    if args.command == "profile":
+        from benchmarks import profile
+
+        print(json.dumps(profile.run(args.results_dir, command), indent=2))
+        return 0
+    if args.command == "overhead":
+        from benchmarks import overhead
+
+        result = overhead.run(args.quick, args.results_dir, command)
+    else:
+        from benchmarks import e2e
+
+        result = e2e.run(args.quick, args.results_dir, command, tuple(args.systems.split(",")))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The issue's targets, checked against measured rows. Benchmarks report them; no test asserts them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Row = dict[str, Any]
+
+GATEWAY_SYSTEMS = ("maas-replica", "maas-openai-upstream", "maas")
+
+
+def _find(rows: list[Row], system: str, concurrency: int, scenario: str | None = None) -> Row | None:
+    for row in rows:
+        same_scenario = scenario is None or row.get("scenario") == scenario
+        if row["system"] == system and row["concurrency"] == concurrency and same_scenario:
+            return row
+    return None
+
+
+def _target(name: str, system: str, measured: float | None, limit: str, met: bool | None) -> Row:
+    return {
+        "target": name,
+        "system": system,
+        "measured": None if measured is None else round(measured, 3),
+        "limit": limit,
+        "met": met,
+    }
+
+
+def _diff(a: Row | None, b: Row | None, key: str) -> float | None:
+    if a is None or b is None or a.get(key) is None or b.get(key) is None:
+        return None
+    return float(a[key]) - float(b[key])
+
+
+def _ratio(a: Row | None, b: Row | None, key: str) -> float | None:
+    if a is None or b is None or not a.get(key) or not b.get(key):
+        return None
+    return float(a[key]) / float(b[key])
+
+
+def overhead_targets(rows: list[Row], stream_tokens: int) -> list[Row]:
+    targets: list[Row] = []
+    for system in GATEWAY_SYSTEMS:
+        if not any(r["system"] == system for r in rows):
+            continue
+        added = _diff(_find(rows, system, 1, "nonstream"), _find(rows, "direct", 1, "nonstream"), "p50_ms")
+        targets.append(
+            _target(
+                "non-stream c=1: p50 added over direct (ms)",
+                system,
+                added,
+                "<= 2",
+                None if added is None else added <= 2,
+            )
+        )
+        ratio = _ratio(_find(rows, system, 32, "nonstream"), _find(rows, "litellm", 32, "nonstream"), "rps")
+        targets.append(
+            _target(
+                "non-stream c=32: requests/s vs LiteLLM (x)",
+                system,
+                ratio,
+                ">= 5",
+                None if ratio is None else ratio >= 5,
+            )
+        )
+        ratio = _ratio(_find(rows, system, 32, "stream"), _find(rows, "litellm", 32, "stream"), "rps")
+        targets.append(_target("stream c=32: requests/s vs LiteLLM (x)", system, ratio, "(reported)", None))
+        ttft = _diff(_find(rows, system, 1, "stream"), _find(rows, "direct", 1, "stream"), "ttft_p50_ms")
+        targets.append(
+            _target(
+                "stream c=1: TTFT p50 added over direct mock (ms)",
+                system,
+                ttft,
+                "<= 10",
+                None if ttft is None else ttft <= 10,
+            )
+        )
+        row = _find(rows, system, 1, "stream")
+        chunks = None if row is None else row.get("chunks_per_request")
+        targets.append(
+            _target(
+                "stream c=1: content chunks per request (no chunk held back)",
+                system,
+                chunks,
+                f"== {stream_tokens}",
+                None if chunks is None else chunks == stream_tokens,
+            )
+        )
+    return targets
+
+
+def e2e_targets(rows: list[Row], direct: str = "vllm-direct") -> list[Row]:
+    targets: list[Row] = []
+    for system in sorted({r["system"] for r in rows} - {direct}):
+        ttft = _diff(_find(rows, system, 1), _find(rows, direct, 1), "ttft_p50_ms")
+        is_gateway = system in GATEWAY_SYSTEMS
+        targets.append(
+            _target(
+                "stream c=1: TTFT p50 added over direct vLLM (ms)",
+                system,
+                ttft,
+                "<= 10" if is_gateway else "(reported)",
+                None if ttft is None or not is_gateway else ttft <= 10,
+            )
+        )
+        ratio = _ratio(_find(rows, system, 16), _find(rows, direct, 16), "output_tok_s")
+        targets.append(
+            _target(
+                "c=16: output tokens/s vs direct vLLM",
+                system,
+                ratio,
+                ">= 0.95" if is_gateway else "(reported)",
+                None if ratio is None or not is_gateway else ratio >= 0.95,
+            )
+        )
+    return targets
