@@ -68,6 +68,8 @@ class SamplingOptions:
     frequency_penalty: float = 0.0
     logprobs: int | None = None
     """None: no logprobs. k >= 0: the sampled token's logprob plus the top k alternatives."""
+    ignore_eos: bool = False
+    """Keep generating past the end-of-sequence token until max_tokens (vLLM's extension)."""
 
 
 @dataclass(frozen=True)

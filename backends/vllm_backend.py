@@ -189,6 +189,7 @@ class VLLMBackend:
             frequency_penalty=sampling.frequency_penalty,
             max_tokens=max_tokens,
             logprobs=sampling.logprobs,
+            ignore_eos=sampling.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
         )
 

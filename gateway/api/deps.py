@@ -56,7 +56,7 @@ def get_metrics(request: Request) -> GatewayMetrics:
     return metrics
 
 
-def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
     """FastAPI dependency: the caller's principal from ``Authorization: Bearer <key>``, or 401."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -72,9 +72,9 @@ def authenticate(request: Request) -> Principal:
 Authenticated = Annotated[Principal, Depends(authenticate)]
 
 
-def authenticate_admin(request: Request) -> Principal:
+async def authenticate_admin(request: Request) -> Principal:
     """FastAPI dependency: an operator (admin) key, else 401/403."""
-    principal = authenticate(request)
+    principal = await authenticate(request)
     if not principal.admin:
         raise PermissionDenied("This route needs an operator (admin) key.")
     return principal

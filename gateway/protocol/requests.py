@@ -72,6 +72,7 @@ class _SamplingFields(_Request):
     frequency_penalty: Penalty | None = None
     max_tokens: PositiveInt | None = None
     user: str | None = None
+    ignore_eos: bool = False  # vLLM's extension, used by benchmark clients
 
     @field_validator("stop")
     @classmethod
@@ -101,6 +102,7 @@ class _SamplingFields(_Request):
             presence_penalty=self.presence_penalty or 0.0,
             frequency_penalty=self.frequency_penalty or 0.0,
             logprobs=logprobs,
+            ignore_eos=self.ignore_eos,
         )
 
 

@@ -98,6 +98,9 @@ def test_sampling_options_are_honoured(gateway: Gateway) -> None:
         == chat(gateway, **seeded).choices[0].message.content
     )
 
+    past_eos = chat(gateway, max_tokens=40, extra_body={"ignore_eos": True})  # vLLM's extension
+    assert past_eos.usage.completion_tokens == 40 and past_eos.choices[0].finish_reason == "length"
+
     several = chat(gateway, n=3, temperature=1.0, seed=7, max_tokens=12)
     assert [c.index for c in several.choices] == [0, 1, 2]
     assert several.usage.completion_tokens >= 3

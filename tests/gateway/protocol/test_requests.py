@@ -87,3 +87,9 @@ def test_completion_prompt_forms() -> None:
 
 def test_completion_defaults_to_sixteen_tokens_like_openai() -> None:
     assert CompletionRequest(model="m", prompt="x").sampling().max_tokens == 16
+
+
+def test_vllm_ignore_eos_extension_is_passed_through() -> None:
+    body = ChatCompletionRequest.model_validate({**BASE, "ignore_eos": True, "max_tokens": 8})
+    assert body.sampling().ignore_eos is True
+    assert CompletionRequest(model="m", prompt="x").sampling().ignore_eos is False
