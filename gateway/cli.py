@@ -176,7 +176,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     import csv
 
     from gateway.ledger import UsageQuery, open_ledger
-    from gateway.ledger.records import GROUP_COLUMNS, TIME_GROUPS
+    from gateway.ledger.records import GROUP_COLUMNS, ROW_COLUMNS, TIME_GROUPS
 
     groups = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
     allowed = (*GROUP_COLUMNS, *TIME_GROUPS)
@@ -191,11 +191,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
         )
     finally:
         ledger.close()
-    columns = [*groups, "requests", "prompt_tokens", "completion_tokens", "cost", "currency"]
-    table = [
-        [*r.group.values(), r.requests, r.prompt_tokens, r.completion_tokens, f"{r.cost:.9f}", r.currency]
-        for r in rows
-    ]
+    columns = [*groups, *ROW_COLUMNS]
+    table = [[f"{v:.9f}" if k == "cost" else v for k, v in r.as_dict().items()] for r in rows]
     if args.csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from gateway.api.deps import Admin, Authenticated, get_ledger
 from gateway.errors import InvalidRequest
-from gateway.ledger import UsageQuery, UsageRow
-from gateway.ledger.records import TIME_GROUPS
+from gateway.ledger import UsageQuery
+from gateway.ledger.records import ROW_COLUMNS, TIME_GROUPS
 
 router = APIRouter()
 
@@ -45,23 +44,12 @@ def _groups(value: str | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-def _row_body(row: UsageRow) -> dict[str, Any]:
-    return {
-        **row.group,
-        "requests": row.requests,
-        "prompt_tokens": row.prompt_tokens,
-        "completion_tokens": row.completion_tokens,
-        "cost": row.cost,
-        "currency": row.currency,
-    }
-
-
 async def _answer(request: Request, query: UsageQuery, fmt: str | None) -> Response:
     rows = await get_ledger(request).query(query)
-    bodies = [_row_body(r) for r in rows]
+    bodies = [r.as_dict() for r in rows]
     if fmt == "csv":
         out = io.StringIO()
-        columns = [*query.group_by, "requests", "prompt_tokens", "completion_tokens", "cost", "currency"]
+        columns = [*query.group_by, *ROW_COLUMNS]
         writer = csv.DictWriter(out, fieldnames=columns)
         writer.writeheader()
         writer.writerows(bodies)

@@ -77,3 +77,17 @@ class UsageRow:
     @property
     def cost(self) -> float:
         return self.charge_nanos / 1e9
+
+    def as_dict(self) -> dict[str, object]:
+        """The row as the usage API and `maas usage` show it: its groups, then ``ROW_COLUMNS``."""
+        return {
+            **self.group,
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": self.cost,
+            "currency": self.currency,
+        }
+
+
+ROW_COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "cost", "currency")
