@@ -2,6 +2,7 @@
 # The two commands of this repository (see README.md):
 #   ./dev.sh serve [maas serve options]   set up .venv and run the gateway on the default catalog
 #   ./dev.sh test  [pytest options]       set up .venv and run lint, type checks and the whole test suite
+#   ./dev.sh setup                        only set up .venv
 # Set-up is idempotent: it reinstalls only when pyproject.toml or this script changed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -39,6 +40,9 @@ setup() {
 cmd=${1:-}
 shift || true
 case "$cmd" in
+    setup)
+        setup
+        ;;
     serve)
         setup
         exec "$VENV/bin/maas" serve "$@"
@@ -51,7 +55,7 @@ case "$cmd" in
         exec "$VENV/bin/pytest" "$@"
         ;;
     *)
-        echo "usage: ./dev.sh serve [maas serve options] | ./dev.sh test [pytest options]" >&2
+        echo "usage: ./dev.sh serve [maas serve options] | ./dev.sh test [pytest options] | ./dev.sh setup" >&2
         exit 2
         ;;
 esac

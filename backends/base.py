@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from backends.chips import BUILTIN_CHIPS, ChipKind
+
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "abort"]
 
@@ -106,6 +108,9 @@ class Usage:
     completion_tokens: int
     cached_tokens: int = 0
     """Prompt tokens served from the engine's prefix cache (included in ``prompt_tokens``)."""
+    estimated: bool = False
+    """The counts are the gateway's own estimate with the model's tokenizer, not the engine's (an upstream
+    that reports no usage); billed all the same and marked so in the ledger."""
 
     @property
     def total_tokens(self) -> int:
@@ -152,6 +157,9 @@ class ModelSpec:
     context_length: int
     chip: str
     engine: dict[str, Any] = field(default_factory=dict)
+    chip_kind: ChipKind = BUILTIN_CHIPS["cpu"]
+    """How the chip is reached (torch device, its runtime module, visible-devices variable)."""
+    chips_per_replica: float = 0
 
 
 class Backend(Protocol):

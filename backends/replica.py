@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 
 from backends.base import Backend, GenerationChunk, GenerationRequest, ModelSpec, merge_chunks
+from backends.placement import Placement, place_replica
 from backends.registry import load_backend_class
 
 logger = logging.getLogger(__name__)
@@ -59,12 +60,15 @@ class ModelReplica:
     async def __init__(self, spec: ModelSpec, backend: str) -> None:  # type: ignore[misc]
         started = time.monotonic()
         self._spec = spec
+        self._placement: Placement = place_replica(spec)  # before the engine reads its visible devices
         self._backend: Backend = load_backend_class(backend).from_spec(spec)
         await self._backend.start()
         logger.info(
-            "replica ready model=%s backend=%s seconds=%.1f",
+            "replica ready model=%s backend=%s chip=%s devices=%s seconds=%.1f",
             spec.name,
             backend,
+            spec.chip,
+            self._placement.devices,
             time.monotonic() - started,
         )
 

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.admission import Admission, CounterStore
 from gateway.api import (
     admin_catalog,
+    admin_chips,
     admin_keys,
     chat_completions,
     completions,
@@ -110,6 +111,7 @@ def build_app(
         usage,
         admin_keys,
         admin_catalog,
+        admin_chips,
         dashboard,
         health,
         prometheus,

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backends.chat_templates import TEMPLATES
+from backends.chips import BUILTIN_CHIPS, ChipKind, chip_table
 from backends.registry import BackendNotFound, validate_engine_options
 from gateway.pools import Pool
 
@@ -97,8 +98,17 @@ class Deployment(_Strict):
     """Where and how one model runs: a backend on a chip kind, with replicas."""
 
     backend: str = Field(default="vllm", description="Backend name from the backend registry.")
-    chip: str = Field(default="cpu", description="Chip kind: cpu, nvidia, ascend, enflame, ...")
-    chips_per_replica: float = Field(default=0, ge=0, description="Chips each replica needs.")
+    chip: str = Field(
+        default="cpu",
+        description="Chip kind: cpu, nvidia, amd, ascend, enflame, cambricon, moore_threads, or one declared "
+        "in the catalog's `chips`.",
+    )
+    chips_per_replica: float = Field(
+        default=0,
+        ge=0,
+        description="Chips each replica needs; defaults to the engine's tensor_parallel_size (or 1) on an "
+        "accelerator and 0 on the CPU.",
+    )
     pool: str = Field(default="own", description="Capacity pool this deployment runs in.")
     replicas: int = Field(default=1, ge=1, le=1024, description="Number of replicas.")
     max_ongoing_requests: int = Field(
@@ -107,6 +117,50 @@ class Deployment(_Strict):
     engine: dict[str, Any] = Field(
         default_factory=dict, description="Engine options, validated by the backend's own schema."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_chip_count(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("chips_per_replica") is None:
+            chip = data.get("chip", "cpu")
+            engine = data.get("engine") or {}
+            parallel = engine.get("tensor_parallel_size", 1) if isinstance(engine, dict) else 1
+            data = {**data, "chips_per_replica": 0 if chip == "cpu" else parallel}
+        return data
+
+
+class ChipSpec(_Strict):
+    """A chip kind the operator adds as data: how Ray counts it and how a replica sees its devices."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Kind name deployments use in `chip`.")
+    ray_resource: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$",
+        description="Custom Ray resource counted per chip (nodes declare it: `ray start --resources`).",
+    )
+    visible_devices_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z][A-Z0-9_]{0,63}$",
+        description="Variable the chip runtime reads to restrict its devices, set for each replica.",
+    )
+    torch_device: str = Field(
+        default="cpu", pattern=r"^[a-z]+$", description="Torch device type for the transformers backend."
+    )
+    torch_module: str | None = Field(
+        default=None, description="Module imported first to register that torch device (e.g. torch_gcu)."
+    )
+    smi: str | None = Field(default=None, description="Vendor tool that lists the chips on a node.")
+    description: str = Field(default="", description="Shown by `maas chips`.")
+
+    def kind(self) -> ChipKind:
+        return ChipKind(
+            name=self.name,
+            ray_resource=self.ray_resource,
+            visible_devices_env=self.visible_devices_env,
+            torch_device=self.torch_device,
+            torch_module=self.torch_module,
+            smi=self.smi,
+            description=self.description,
+        )
 
 
 class Pricing(_Strict):
@@ -167,6 +221,34 @@ class Catalog(_Strict):
         default_factory=list,
         description="Capacity pools and their chip costs (empty: costs are not tracked).",
     )
+    chips: list[ChipSpec] = Field(
+        default_factory=list, description="Chip kinds beyond the built-in ones (vendor accelerators)."
+    )
+
+    def chip_kinds(self) -> dict[str, ChipKind]:
+        return chip_table(spec.kind() for spec in self.chips)
+
+    @model_validator(mode="after")
+    def _chips_known(self) -> Catalog:
+        for spec in self.chips:
+            if spec.name in BUILTIN_CHIPS:
+                raise ValueError(f"chip kind {spec.name!r} is built in; declare a new name")
+        kinds = self.chip_kinds()
+        for model in self.models:
+            for deployment in model.deployments:
+                kind = kinds.get(deployment.chip)
+                if kind is None:
+                    raise ValueError(
+                        f"model {model.name!r} runs on chip {deployment.chip!r}, which is not a known kind; "
+                        f"known: {', '.join(sorted(kinds))} (declare others under `chips`)"
+                    )
+                whole = float(deployment.chips_per_replica).is_integer()
+                if kind.ray_resource is not None and not kind.ray_assigns_devices and not whole:
+                    raise ValueError(
+                        f"model {model.name!r}: {deployment.chip} chips are claimed whole; "
+                        f"chips_per_replica {deployment.chips_per_replica} must be an integer"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _pools_known(self) -> Catalog:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.catalog import Catalog, ModelEntry
+from gateway.chip_capacity import InsufficientChips
+from gateway.errors import InsufficientCapacity
 from gateway.model_prep import prepare_model
 from gateway.routing import ModelRouter, RoutedModel
 from gateway.serve_runtime import ServeRuntime
@@ -58,6 +60,10 @@ class CatalogController:
     def catalog(self) -> Catalog:
         return self._catalog
 
+    @property
+    def runtime(self) -> ServeRuntime:
+        return self._runtime
+
     async def apply(self, catalog: Catalog) -> ApplyResult:
         async with self._lock:  # one change at a time
             return await asyncio.to_thread(self._apply, catalog)
@@ -72,10 +78,18 @@ class CatalogController:
         updated = [n for n in kept if n not in redeployed and old[n] != new[n]]
         unchanged = [n for n in kept if old[n] == new[n]]
 
+        try:
+            self._runtime.check_capacity(catalog)  # before anything changes: refuse, don't leave it pending
+        except InsufficientChips as exc:
+            raise InsufficientCapacity(f"The catalog was not applied: {exc}.", param="catalog") from None
         to_deploy = [
             (new[n], prepare_model(new[n], self._models_dir, self._progress)) for n in added + redeployed
         ]
-        deployed = {r.name: r for r in self._runtime.deploy(to_deploy, self._progress)} if to_deploy else {}
+        deployed = (
+            {r.name: r for r in self._runtime.deploy(to_deploy, self._progress, catalog.chip_kinds())}
+            if to_deploy
+            else {}
+        )
 
         table: list[RoutedModel] = []
         for name, entry in new.items():

@@ -8,8 +8,8 @@ maas catalog check PATH
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway.catalog import CatalogError, load_catalog
+from gateway.cli_chips import add_chip_commands
 from gateway.keystore import Budget, KeyStore, RateLimits
 from gateway.settings import Settings
 
@@ -39,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.app import build_app, open_admission
     from gateway.catalog_control import CatalogController
+    from gateway.chip_capacity import InsufficientChips
     from gateway.ledger import open_ledger
     from gateway.model_prep import PreparationFailed, prepare_model
     from gateway.routing import ModelRouter
@@ -55,7 +57,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.ensure_dirs()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.monotonic()
-    runtime = ServeRuntime(RayOptions(dashboard=args.dashboard, log_to_driver=args.verbose))
+    try:
+        resources = _parse_resources(args.ray_resources)
+    except ValueError as exc:
+        print(f"error: --ray-resources: {exc}", file=sys.stderr)
+        return 2
+    runtime = ServeRuntime(
+        RayOptions(
+            dashboard=args.dashboard,
+            log_to_driver=args.verbose,
+            num_cpus=args.ray_num_cpus,
+            resources=resources,
+        )
+    )
     keystore = KeyStore(settings.database_path)
     ledger = open_ledger(settings.database_url, str(settings.database_path))
     admission = open_admission(settings.database_url, str(settings.database_path))
@@ -66,8 +80,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _progress("starting Ray on 127.0.0.1 (dashboard %s)" % ("on" if args.dashboard else "off"))
         runtime.start()
         signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init installed its own (sys.exit(15))
+        runtime.check_capacity(catalog)
         _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
-        routed = runtime.deploy(prepared, _progress)
+        routed = runtime.deploy(prepared, _progress, catalog.chip_kinds())
         runtime.start_health_poller()
         router = ModelRouter(routed)
         metrics = GatewayMetrics()
@@ -88,7 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _progress(f"ready in {time.monotonic() - started:.1f}s")
         print(f"Serving OpenAI-compatible API at http://{args.host}:{args.port}/v1", flush=True)
         server.run()
-    except (PreparationFailed, DeploymentFailed) as exc:
+    except (PreparationFailed, DeploymentFailed, InsufficientChips) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -103,6 +118,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keystore.close()
         _progress("stopped")
     return 0
+
+
+def _parse_resources(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and v >= 0 for k, v in data.items()
+    ):
+        raise ValueError('expected an object of resource counts, e.g. {"GCU": 8}')
+    return {k: float(v) for k, v in data.items()}
 
 
 def _open_keystore() -> KeyStore:
@@ -221,7 +250,7 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_catalog_apply(args: argparse.Namespace) -> int:
     """Send a catalog to a running gateway (POST /admin/catalog) and print what changed."""
-    import httpx
+    from gateway.admin_client import AdminCallFailed, admin_call, admin_key
 
     path = Path(args.path)
     try:
@@ -229,26 +258,23 @@ def cmd_catalog_apply(args: argparse.Namespace) -> int:
     except CatalogError as exc:
         print(exc, file=sys.stderr)
         return 2
-    key = args.key or os.environ.get("MAAS_ADMIN_KEY")
-    if not key:
-        print(
-            "error: pass --key or set MAAS_ADMIN_KEY to an operator key (maas keys create --admin)",
-            file=sys.stderr,
-        )
+    try:
+        key = admin_key(args.key)
+    except AdminCallFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        response = httpx.post(
-            args.url.rstrip("/") + "/admin/catalog",
+        body = admin_call(
+            "POST",
+            args.url,
+            "/admin/catalog",
+            key,
             content=path.read_bytes(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/yaml"},
-            timeout=args.timeout,
+            content_type="application/yaml",
+            timeout_s=args.timeout,
         )
-    except httpx.HTTPError as exc:
-        print(f"error: cannot reach the gateway at {args.url}: {exc}", file=sys.stderr)
-        return 1
-    body = response.json()
-    if response.status_code != 200:
-        print(f"error: {body.get('error', {}).get('message', response.text)}", file=sys.stderr)
+    except AdminCallFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     for field in ("added", "removed", "redeployed", "updated", "unchanged"):
         print(f"{field}: {', '.join(body[field]) or '-'}")
@@ -265,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--dashboard", action="store_true", help="start Ray's dashboard too")
     serve.add_argument("--verbose", action="store_true", help="forward replica logs here")
+    serve.add_argument(
+        "--ray-resources",
+        default=None,
+        help="chips this node declares to Ray as JSON, e.g. '{\"GCU\": 8}' (see `maas node resources`)",
+    )
+    serve.add_argument("--ray-num-cpus", type=int, default=None, help="CPUs this node declares to Ray")
     serve.set_defaults(func=cmd_serve)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
@@ -310,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--key", default=None, help="operator key (default: $MAAS_ADMIN_KEY)")
     apply.add_argument("--timeout", type=float, default=900, help="seconds to wait for new engines")
     apply.set_defaults(func=cmd_catalog_apply)
+    add_chip_commands(sub)
     return parser
 
 

@@ -76,6 +76,13 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class InsufficientCapacity(ClientError):
+    """An operator's change asks for chips the cluster does not have (nothing was changed)."""
+
+    status = 409
+    code = "insufficient_chips"
+
+
 def _retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
@@ -139,6 +146,14 @@ class BackendUnavailable(ServerError):
     status = 503
     type = "service_unavailable"
     code = "backend_unavailable"
+
+
+class UpstreamTimeout(ServerError):
+    """The model's endpoint (an upstream server) took longer than its configured timeout."""
+
+    status = 504
+    type = "timeout"
+    code = "timeout"
 
 
 def internal_error() -> ServerError:

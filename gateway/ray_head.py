@@ -35,13 +35,15 @@ def _serve_head(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    resources = json.loads(args.resources)
     context = ray.init(
         address="local",
         include_dashboard=args.dashboard,
         dashboard_host="127.0.0.1",
         _node_ip_address="127.0.0.1",
         num_cpus=args.num_cpus,
-        resources=json.loads(args.resources),
+        num_gpus=resources.pop("GPU", None),  # Ray takes GPUs only this way
+        resources=resources,
         namespace="maas",
         log_to_driver=False,
         configure_logging=False,

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import GenerationChunk, GenerationRequest, ModelSpec
-from gateway.catalog import ModelEntry
+from backends.chips import BUILTIN_CHIPS, ChipKind, ray_actor_resources
+from gateway.catalog import Catalog, ModelEntry
+from gateway.chip_capacity import InsufficientChips, capacity_problems, chip_demands
 from gateway.ray_head import RayHead
 from gateway.routing import RoutedModel
 from gateway.token_count import load_prompt_counter
@@ -57,6 +59,8 @@ class RayOptions:
     dashboard: bool = False
     num_cpus: int | None = None
     log_to_driver: bool = False
+    resources: dict[str, float] | None = None
+    """Chips this node declares to Ray (custom resources such as ``{"GCU": 8}``)."""
 
 
 def app_name(model: ModelEntry) -> str:
@@ -87,7 +91,9 @@ class ServeRuntime:
         import ray
         from ray import serve
 
-        self._head = RayHead.start(dashboard=self.options.dashboard, num_cpus=self.options.num_cpus)
+        self._head = RayHead.start(
+            dashboard=self.options.dashboard, num_cpus=self.options.num_cpus, resources=self.options.resources
+        )
         ray.init(
             address=self._head.gcs_address,
             namespace="maas",
@@ -96,20 +102,51 @@ class ServeRuntime:
         )
         serve.start(proxy_location="Disabled")
 
+    def node_resources(self) -> list[dict[str, float]]:
+        """Each alive Ray node's declared resources."""
+        import ray
+
+        nodes = ray.nodes()  # type: ignore[no-untyped-call]
+        return [dict(node.get("Resources", {})) for node in nodes if node.get("Alive")]
+
+    def cluster_chips(self) -> dict[str, dict[str, float]]:
+        """Total and free units of every chip resource in the cluster (``GPU``, ``NPU``, custom ones)."""
+        import ray
+
+        total = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        free = ray.available_resources()  # type: ignore[no-untyped-call]
+        skip = ("CPU", "memory", "object_store_memory")
+        return {
+            name: {"total": float(amount), "available": float(free.get(name, 0))}
+            for name, amount in sorted(total.items())
+            if name not in skip and not name.startswith("node:") and not name.startswith("accelerator_type:")
+        }
+
+    def check_capacity(self, catalog: Catalog) -> None:
+        """Raise ``InsufficientChips`` when the cluster cannot host every replica the catalog asks for."""
+        problems = capacity_problems(chip_demands(catalog), self.node_resources())
+        if problems:
+            raise InsufficientChips("; ".join(problems))
+
     def deploy(
         self,
         models: list[tuple[ModelEntry, Path | str]],
         progress: Callable[[str], None],
+        chips: dict[str, ChipKind] | None = None,
     ) -> list[RoutedModel]:
         """Deploy every model and wait until each is RUNNING, reporting progress."""
         from ray import serve
 
+        chips = chips or dict(BUILTIN_CHIPS)
         started = time.monotonic()
         # One serve.run at a time: Ray Serve 2.60 registers a module for pickling by value around each
         # config it serialises, and concurrent serve.run calls fail with "... is not registered for
         # pickle by value". The engines start one after another; this thread only reports progress.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            futures = {model.name: pool.submit(self._deploy_one, model, path) for model, path in models}
+            futures = {
+                model.name: pool.submit(self._deploy_one, model, path, chips[model.deployments[0].chip])
+                for model, path in models
+            }
             while wait(futures.values(), timeout=5).not_done:
                 pending = [name for name, f in futures.items() if not f.done()]
                 progress(
@@ -138,7 +175,7 @@ class ServeRuntime:
             serve.delete(APP_PREFIX + name)
         self._refresh_statuses()
 
-    def _deploy_one(self, model: ModelEntry, path: Path | str) -> None:
+    def _deploy_one(self, model: ModelEntry, path: Path | str, chip: ChipKind) -> None:
         from ray import serve
 
         from backends.replica import ModelReplica
@@ -150,10 +187,13 @@ class ServeRuntime:
             context_length=model.context_length,
             chip=deployment.chip,
             engine=dict(deployment.engine),
+            chip_kind=chip,
+            chips_per_replica=deployment.chips_per_replica,
         )
         actor_options: dict[str, Any] = {
             "num_cpus": 0,
             "runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "1"}},
+            **ray_actor_resources(chip, deployment.chips_per_replica),
         }
         app = (
             serve.deployment(ModelReplica)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,16 +104,19 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return result
 
 
-def start_gateway(env: dict[str, str], key: str, config: Path | None = None) -> Gateway:
+def start_gateway(
+    env: dict[str, str], key: str, config: Path | None = None, args: Sequence[str] = ()
+) -> Gateway:
     """Run `maas serve` with ``env`` (its MAAS_HOME holds the log) and wait until it is healthy.
 
-    ``config`` is the catalog to serve (default: the repository's models.yaml).
+    ``config`` is the catalog to serve (default: the repository's models.yaml); ``args`` go to `maas serve`.
     """
     home = Path(env["MAAS_HOME"])
     port = free_port()
     log = home / f"serve-{port}.log"
     command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)]
     command += ["--config", str(config)] if config is not None else []
+    command += list(args)
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,

@@ -1,0 +1,21 @@
+"""GET /admin/chips: models by chip, healthy replicas, and the chips the cluster offers and has free."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from gateway.api.deps import Admin, get_catalog_controller
+from gateway.chip_report import chip_report
+
+router = APIRouter()
+
+
+@router.get("/admin/chips")
+async def chips(request: Request, _: Admin) -> dict[str, Any]:
+    controller = get_catalog_controller(request)
+    runtime = controller.runtime
+    cluster = await asyncio.to_thread(runtime.cluster_chips)  # a call to Ray's GCS
+    return chip_report(controller.catalog, runtime.statuses(), runtime.healthy_replicas(), cluster)
