@@ -15,19 +15,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import (
-    ChatPrompt,
     ChoiceDelta,
     GenerationChunk,
     GenerationRequest,
     ModelSpec,
     SamplingOptions,
-    TextPrompt,
     TokenLogprob,
-    TokenPrompt,
     TopLogprob,
     Usage,
 )
-from gateway.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest
+from backends.prompting import completion_budget, render_prompt
+from gateway.errors import BackendUnavailable, InvalidRequest
 
 logger = logging.getLogger(__name__)
 
@@ -128,48 +126,6 @@ class VLLMBackend:
 
     # -- request path -------------------------------------------------------------------------
 
-    def _render(self, request: GenerationRequest) -> list[int]:
-        prompt = request.prompt
-        if isinstance(prompt, ChatPrompt):
-            messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
-            ids = self._tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-            return list(ids)
-        if isinstance(prompt, TextPrompt):
-            return list(self._tokenizer.encode(prompt.text))
-        if isinstance(prompt, TokenPrompt):
-            bad = [t for t in prompt.token_ids if not 0 <= t < self._vocab_size]
-            if bad:
-                raise InvalidRequest(
-                    f"Token id {bad[0]} is out of range for this model's vocabulary "
-                    f"(0..{self._vocab_size - 1}).",
-                    param="prompt",
-                )
-            return list(prompt.token_ids)
-        raise InvalidRequest("Unsupported prompt type.", param="prompt")
-
-    def _max_tokens(self, prompt_len: int, requested: int | None) -> int:
-        limit = self.max_model_len
-        if prompt_len == 0:
-            raise InvalidRequest("The prompt is empty.", param="prompt")
-        if prompt_len >= limit:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {limit} tokens. However, your prompt has "
-                f"{prompt_len} tokens. Please reduce the length of the messages or prompt.",
-                param="messages",
-            )
-        if requested is None:
-            return limit - prompt_len
-        if prompt_len + requested > limit:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{prompt_len + requested} tokens ({prompt_len} in the messages, {requested} in "
-                "the completion). Please reduce the length of the messages or completion.",
-                param="max_tokens",
-            )
-        return requested
-
     def _sampling_params(self, sampling: SamplingOptions, max_tokens: int) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
@@ -222,8 +178,8 @@ class VLLMBackend:
             raise BackendUnavailable("engine not started")
         if self._engine.errored:
             raise BackendUnavailable("The engine of this replica has failed.")
-        prompt_ids = await asyncio.to_thread(self._render, request)
-        max_tokens = self._max_tokens(len(prompt_ids), request.sampling.max_tokens)
+        prompt_ids = await asyncio.to_thread(render_prompt, self._tokenizer, request.prompt, self._vocab_size)
+        max_tokens = completion_budget(self.max_model_len, len(prompt_ids), request.sampling.max_tokens)
         params = self._sampling_params(request.sampling, max_tokens)
         k = request.sampling.logprobs
         generated: dict[int, int] = {}
