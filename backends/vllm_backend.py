@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from backends.base import (
     TopLogprob,
     Usage,
 )
+from backends.chips import ChipUnavailable
 from backends.prompting import completion_budget, render_prompt
 from gateway.errors import BackendUnavailable, InvalidRequest
 
@@ -57,6 +59,12 @@ class VLLMOptions(BaseModel):
     )
 
 
+PLATFORM_PLUGINS: dict[str, tuple[str, str]] = {
+    # chip kind -> (module, pip package) of the vLLM platform plugin that adds the chip to vLLM
+    "ascend": ("vllm_ascend", "vllm-ascend"),
+}
+
+
 def _finish_reason(reason: str | None) -> Literal["stop", "length", "abort"] | None:
     if reason in ("stop", "length", "abort"):
         return reason  # type: ignore[return-value]
@@ -81,17 +89,24 @@ class VLLMBackend:
         return cls(spec, VLLMOptions.model_validate(spec.engine))
 
     def _set_platform_env(self) -> None:
-        if self.spec.chip == "cpu":
+        """Point vLLM at the replica's chip: CPU settings, or the platform plugin a vendor chip needs."""
+        kind = self.spec.chip_kind
+        if kind.name == "cpu":
             os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.options.cpu_reserved_cores)
             # The AOT-compiled path recompiles on every start on the CPU; eager start is seconds.
             os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
+            return
+        plugin = PLATFORM_PLUGINS.get(kind.name)
+        if plugin is not None and importlib.util.find_spec(plugin[0]) is None:
+            raise ChipUnavailable(
+                f"chip {kind.name!r} with the vllm backend needs vLLM's {plugin[1]!r} platform plugin on "
+                f"the replica's node (pip install {plugin[1]}); vLLM loads it from its "
+                "'vllm.platform_plugins' entry-point group"
+            )
 
-    async def start(self) -> None:
-        self._set_platform_env()
-        from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-
+    def engine_kwargs(self) -> dict[str, Any]:
+        """``AsyncEngineArgs`` for this deployment, from the catalog's engine options."""
         kwargs: dict[str, Any] = {
             "model": self.spec.weights_path,
             "served_model_name": self.spec.name,
@@ -110,7 +125,14 @@ class VLLMBackend:
         if self.options.kv_cache_gib is not None:
             # On the CPU too: VLLM_CPU_KVCACHE_SPACE takes whole GiB only (and would override this).
             kwargs["kv_cache_memory_bytes"] = int(self.options.kv_cache_gib * 2**30)
-        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+        return kwargs
+
+    async def start(self) -> None:
+        self._set_platform_env()
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.engine_kwargs()))
         self._tokenizer = self._engine.get_tokenizer()
         self._vocab_size = len(self._tokenizer)
 
