@@ -62,12 +62,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --ray-resources: {exc}", file=sys.stderr)
         return 2
+    if args.ray_address and (resources or args.ray_num_cpus):
+        print(
+            "error: --ray-resources and --ray-num-cpus describe a private head; a cluster's nodes "
+            "declare their own (maas node resources)",
+            file=sys.stderr,
+        )
+        return 2
     runtime = ServeRuntime(
         RayOptions(
             dashboard=args.dashboard,
             log_to_driver=args.verbose,
             num_cpus=args.ray_num_cpus,
             resources=resources,
+            address=args.ray_address,
         )
     )
     keystore = KeyStore(settings.database_path)
@@ -77,7 +85,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         prepared = []
         for model in catalog.models:
             prepared.append((model, prepare_model(model, settings.models_dir, _progress)))
-        _progress("starting Ray on 127.0.0.1 (dashboard %s)" % ("on" if args.dashboard else "off"))
+        if args.ray_address:
+            _progress(f"joining the Ray cluster at {args.ray_address}")
+        else:
+            _progress("starting Ray on 127.0.0.1 (dashboard %s)" % ("on" if args.dashboard else "off"))
         runtime.start()
         signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init installed its own (sys.exit(15))
         runtime.check_capacity(catalog)
@@ -297,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="chips this node declares to Ray as JSON, e.g. '{\"GCU\": 8}' (see `maas node resources`)",
     )
     serve.add_argument("--ray-num-cpus", type=int, default=None, help="CPUs this node declares to Ray")
+    serve.add_argument(
+        "--ray-address",
+        default=None,
+        help="deploy on an existing Ray cluster (host:port of its head) instead of a private local head",
+    )
     serve.set_defaults(func=cmd_serve)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)

@@ -61,6 +61,8 @@ class RayOptions:
     log_to_driver: bool = False
     resources: dict[str, float] | None = None
     """Chips this node declares to Ray (custom resources such as ``{"GCU": 8}``)."""
+    address: str | None = None
+    """An existing Ray cluster to deploy on (``host:port`` of its GCS) instead of a private local head."""
 
 
 def app_name(model: ModelEntry) -> str:
@@ -68,7 +70,7 @@ def app_name(model: ModelEntry) -> str:
 
 
 class ServeRuntime:
-    """Starts and stops the local Ray instance and deploys models onto it."""
+    """Starts and stops the local Ray instance (or joins a cluster) and deploys models onto it."""
 
     def __init__(self, options: RayOptions) -> None:
         self.options = options
@@ -77,29 +79,39 @@ class ServeRuntime:
         self._healthy: dict[str, int] = {}
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
+        self._connected = False
+        self._apps: set[str] = set()
 
     def start(self) -> None:
-        # A fresh token per run for this loopback cluster, shared with the head through the environment
-        # (Ray otherwise writes ~/.ray/auth_token and expects every later CLI call to find it). Ray
-        # reads these when it is imported, so they are set first.
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no usage reports leave the operator's machine
-        # Ray starts workers at nice 15 and the engines inherit it: measured here, that cost the gateway
-        # most of its end-to-end throughput against direct vLLM on a busy machine.
-        os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (Ray spells it this way)
+        address = self.options.address
+        if address is None:
+            # A fresh token per run for this loopback cluster, shared with the head through the environment
+            # (Ray otherwise writes ~/.ray/auth_token and expects every later CLI call to find it). Ray
+            # reads these when it is imported, so they are set first. A cluster the operator runs keeps its
+            # own authentication settings (RAY_AUTH_MODE / RAY_AUTH_TOKEN in the gateway's environment).
+            os.environ["RAY_AUTH_MODE"] = "token"
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+            # Ray starts workers at nice 15 and the engines inherit it: measured here, that cost the gateway
+            # most of its end-to-end throughput against direct vLLM on a busy machine.
+            os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (Ray spells it this way)
         import ray
         from ray import serve
 
-        self._head = RayHead.start(
-            dashboard=self.options.dashboard, num_cpus=self.options.num_cpus, resources=self.options.resources
-        )
+        if address is None:
+            self._head = RayHead.start(
+                dashboard=self.options.dashboard,
+                num_cpus=self.options.num_cpus,
+                resources=self.options.resources,
+            )
+            address = self._head.gcs_address
         ray.init(
-            address=self._head.gcs_address,
+            address=address,
             namespace="maas",
             log_to_driver=self.options.log_to_driver,
             configure_logging=False,
         )
+        self._connected = True
         serve.start(proxy_location="Disabled")
 
     def node_resources(self) -> list[dict[str, float]]:
@@ -173,6 +185,7 @@ class ServeRuntime:
 
         for name in names:
             serve.delete(APP_PREFIX + name)
+            self._apps.discard(APP_PREFIX + name)
         self._refresh_statuses()
 
     def _deploy_one(self, model: ModelEntry, path: Path | str, chip: ChipKind) -> None:
@@ -208,6 +221,7 @@ class ServeRuntime:
             )
             .bind(spec, deployment.backend)
         )
+        self._apps.add(app_name(model))
         serve.run(app, name=app_name(model), route_prefix=None)
 
     # -- health --------------------------------------------------------------------------------
@@ -246,22 +260,31 @@ class ServeRuntime:
         return dict(self._healthy)
 
     def stop(self) -> None:
-        """Stop Serve and the Ray processes this process started."""
+        """Stop this gateway's models; then the Ray processes it started, or leave the joined cluster."""
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=5)
-        if self._head is None:
+        if not self._connected:
             return
         import ray
         from ray import serve
 
+        def remove_models() -> None:
+            if self._head is not None:
+                serve.shutdown()  # type: ignore[no-untyped-call]
+                return
+            for name in sorted(self._apps):  # a shared cluster keeps everything that is not ours
+                serve.delete(name)
+
         try:
             if ray.is_initialized():
                 # Graceful: replicas stop their engines. Bounded, in case the cluster is already gone.
-                stopper = threading.Thread(target=serve.shutdown, daemon=True)
+                stopper = threading.Thread(target=remove_models, daemon=True)
                 stopper.start()
-                stopper.join(timeout=30)
+                stopper.join(timeout=60)
                 ray.shutdown()
         finally:
-            self._head.stop()
-            self._head = None
+            self._connected = False
+            if self._head is not None:
+                self._head.stop()
+                self._head = None

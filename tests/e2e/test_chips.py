@@ -4,8 +4,10 @@
   greedy tokens through the gateway, for concurrent requests (the transformers engine batches them).
 * A third-party backend installed as a wheel with a ``maas.backends`` entry point serves requests.
 * Two deployments ask for different custom chip resources (Enflame's ``GCU``, built in, and an
-  operator-declared ``hexaflake`` kind) on a local Ray started with those resources: every replica is
-  placed on them and sees its own device in the kind's visible-devices variable.
+  operator-declared ``hexaflake`` kind) on a local Ray cluster started with those resources
+  (``ray start --head --resources``, token authentication) that the gateway joins (``--ray-address``):
+  every replica is placed on them and sees its own device in the kind's visible-devices variable; when
+  the gateway stops it removes its models and leaves the cluster running.
 * ``/admin/chips`` and ``maas chips`` show models by chip and the chips in use; a catalog asking for chips
   the cluster lacks is refused at apply time with a clear error, and nothing changes.
 """
@@ -13,10 +15,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import os
 import re
+import secrets
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import yaml
 
-from tests.e2e.conftest import Gateway, create_key, gateway_env, start_gateway, stop_gateway
+from tests.e2e.conftest import Gateway, create_key, free_port, gateway_env, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -100,6 +108,70 @@ def build_wheel(out_dir: Path) -> Path:
     return wheel
 
 
+def start_ray_cluster(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`ray start --head --block` declaring two GCU and two HXF chips, every port explicit and free."""
+    port = free_port()
+    ports = [
+        f"--{name}={free_port()}"
+        for name in (
+            "node-manager-port",
+            "object-manager-port",
+            "ray-client-server-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+        )
+    ]
+    command = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=4",
+        '--resources={"GCU": 2, "HXF": 2}',
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        *ports,
+    ]
+    with log.open("wb") as out:
+        head = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 120
+    while "Ray runtime started" not in log.read_text(errors="replace"):
+        if head.poll() is not None or time.monotonic() > deadline:
+            os.killpg(head.pid, signal.SIGKILL)
+            pytest.fail(f"ray start failed:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.5)
+    return head, f"127.0.0.1:{port}"
+
+
+def stop_ray_cluster(head: subprocess.Popen[bytes]) -> None:
+    """Stop the cluster by its process group (never `ray stop`, which ends every Ray on the machine)."""
+    os.killpg(head.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        head.wait(timeout=30)
+    time.sleep(1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGKILL)
+    head.wait(timeout=10)
+
+
+def serve_replicas(head: subprocess.Popen[bytes]) -> list[str]:
+    """The cluster's model replica processes (Ray titles them ``ray::ServeReplica:model-...``)."""
+    found = []
+    for proc in psutil.Process(head.pid).children(recursive=True):
+        try:
+            if "ServeReplica:model-" in " ".join(proc.cmdline()):
+                found.append(proc.name())
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 @pytest.fixture(scope="module")
 def chips_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     work = tmp_path_factory.mktemp("chips")
@@ -122,14 +194,24 @@ def chips_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]
     )
     config = work / "chips.yaml"
     config.write_text(yaml.safe_dump(catalog()))
-    env = gateway_env(tmp_path_factory, "maas-chips", PYTHONPATH=str(site))
-    gw = start_gateway(
-        env, create_key(env, "chips"), config=config, args=["--ray-resources", '{"GCU": 2, "HXF": 2}']
-    )
+    # The vendor package is installed on the node (the cluster's workers import it) and where the gateway
+    # validates the catalog; the cluster authenticates with a token the gateway is given.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONPATH": str(site)}
+    env = gateway_env(tmp_path_factory, "maas-chips", **auth)
+    head, address = start_ray_cluster(env, work / "ray-head.log")
     try:
-        yield gw
+        gw = start_gateway(env, create_key(env, "chips"), config=config, args=["--ray-address", address])
+        try:
+            yield gw
+        finally:
+            stop_gateway(gw)
+        deadline = time.monotonic() + 60
+        while serve_replicas(head) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not serve_replicas(head), "the gateway left its replicas running in the cluster"
+        assert head.poll() is None, "stopping the gateway must not stop a cluster it joined"
     finally:
-        stop_gateway(gw)
+        stop_ray_cluster(head)
 
 
 def greedy(gw: Gateway, name: str, question: str) -> tuple[list[str], str, int]:
