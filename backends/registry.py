@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "maas.backends"
 
 BUILTIN: dict[str, str] = {
     "vllm": "backends.vllm_backend:VLLMBackend",
+    "openai_upstream": "backends.openai_upstream:OpenAIUpstreamBackend",
     "transformers": "backends.transformers_backend:TransformersBackend",
 }
 

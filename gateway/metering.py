@@ -94,6 +94,7 @@ class Meter:
                 pricing.output_per_million,
             ),
             created_at=time.time(),
+            usage_estimated=usage.estimated,
         )
 
     def _take(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord | None:
@@ -106,7 +107,7 @@ class Meter:
         self.metrics.observe(record)
         logger.info(
             "usage request_id=%s tenant=%s key_id=%s model=%s status=%s prompt_tokens=%d "
-            "completion_tokens=%d duration_s=%.3f",
+            "completion_tokens=%d estimated=%s duration_s=%.3f",
             record.request_id,
             record.tenant,
             record.key_id,
@@ -114,6 +115,7 @@ class Meter:
             record.status,
             record.prompt_tokens,
             record.completion_tokens,
+            record.usage_estimated,
             record.duration_s,
         )
         return record

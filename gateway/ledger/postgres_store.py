@@ -6,7 +6,15 @@ import threading
 from collections.abc import Sequence
 
 from gateway.ledger.records import UsageQuery, UsageRecord, UsageRow
-from gateway.ledger.sql import create_table, insert_sql, row_values, to_usage_row, usage_query_sql
+from gateway.ledger.sql import (
+    ADDED_COLUMNS,
+    add_column_sql,
+    create_table,
+    insert_sql,
+    row_values,
+    to_usage_row,
+    usage_query_sql,
+)
 
 _UTC = "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', '{}')"
 TIME_BUCKETS = {
@@ -26,6 +34,8 @@ class PostgresStore:
         with self._write.transaction():
             for statement in create_table("DOUBLE PRECISION", "BIGINT"):
                 self._write.execute(statement)  # type: ignore[arg-type]
+            for column in ADDED_COLUMNS:  # a ledger from an older release gets the new columns
+                self._write.execute(add_column_sql(column, if_not_exists=True))  # type: ignore[arg-type]
 
     def write_batch(self, records: Sequence[UsageRecord]) -> None:
         with self._write.transaction(), self._write.cursor() as cur:

@@ -47,6 +47,7 @@ class UsageRecord:
     price_output_per_million: str
     charge_nanos: int  # what the tenant pays, in 1e-9 of the currency
     created_at: float
+    usage_estimated: bool = False  # token counts are the gateway's estimate (an upstream sent no usage)
 
 
 def charge_nanos(

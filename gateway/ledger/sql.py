@@ -30,7 +30,11 @@ COLUMNS = (
     "price_output_per_million",
     "charge_nanos",
     "created_at",
+    "usage_estimated",
 )
+
+ADDED_COLUMNS = {"usage_estimated": "BOOLEAN NOT NULL DEFAULT FALSE"}
+"""Columns added after the first release: a ledger created before them gets them when it is opened."""
 
 
 def create_table(real: str, bigint: str) -> list[str]:
@@ -58,13 +62,21 @@ def create_table(real: str, bigint: str) -> list[str]:
             price_input_per_million TEXT NOT NULL,
             price_output_per_million TEXT NOT NULL,
             charge_nanos {bigint} NOT NULL,
-            created_at {real} NOT NULL
+            created_at {real} NOT NULL,
+            usage_estimated BOOLEAN NOT NULL DEFAULT FALSE
         )""",
         """CREATE UNIQUE INDEX IF NOT EXISTS usage_records_idempotency
             ON usage_records (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL""",
         "CREATE INDEX IF NOT EXISTS usage_records_created ON usage_records (created_at)",
         "CREATE INDEX IF NOT EXISTS usage_records_tenant ON usage_records (tenant, created_at)",
     ]
+
+
+def add_column_sql(name: str, if_not_exists: bool = False) -> str:
+    """The statement that adds one of ``ADDED_COLUMNS`` to an existing ledger (PostgreSQL can skip it
+    when present; SQLite cannot)."""
+    guard = " IF NOT EXISTS" if if_not_exists else ""
+    return f"ALTER TABLE usage_records ADD COLUMN{guard} {name} {ADDED_COLUMNS[name]}"
 
 
 def insert_sql(placeholder: str) -> str:

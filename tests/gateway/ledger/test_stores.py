@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import time
+from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
+from backends.base import Usage
 from gateway.ledger import Ledger, UsageQuery, UsageRecord
 from gateway.ledger.records import charge_nanos
+from gateway.ledger.sqlite_store import SqliteStore
+from gateway.metering import Meter, Progress
+from tests.gateway.ledger.conftest import drop_schema, postgres_url_for_new_schema
 
 NOW = time.time()
 
@@ -97,3 +104,71 @@ async def test_injection_strings_are_stored_as_data(ledger: Ledger) -> None:
     rows = await ledger.query(UsageQuery(tenant=evil, group_by=("tenant", "model")))
     assert [(r.group["tenant"], r.group["model"]) for r in rows] == [(evil, evil)]
     assert ledger.store.count() == 1
+
+
+def estimated_flags(ledger: Ledger) -> dict[str, bool]:
+    rows = ledger.store._read.execute(  # type: ignore[attr-defined]
+        "SELECT request_id, usage_estimated FROM usage_records"
+    ).fetchall()
+    return {str(request_id): bool(flag) for request_id, flag in rows}
+
+
+async def test_estimated_usage_is_marked_per_record(ledger: Ledger) -> None:
+    await ledger.record(record("exact"))
+    await ledger.record(record("estimated", usage_estimated=True))
+    assert estimated_flags(ledger) == {"exact": False, "estimated": True}
+
+
+async def test_the_meter_carries_an_estimated_usage_into_the_ledger(
+    ledger: Ledger, make_meter: Callable[..., Meter]
+) -> None:
+    await make_meter("engine").settle(Progress(usage=Usage(7, 3)), "ok")
+    await make_meter("upstream").settle(Progress(usage=Usage(7, 3, estimated=True)), "ok")
+    assert estimated_flags(ledger) == {"engine": False, "upstream": True}
+    [row] = await ledger.query(UsageQuery(group_by=("model",)))
+    assert (row.requests, row.prompt_tokens, row.completion_tokens) == (2, 14, 6)
+
+
+OLD_TABLE = """CREATE TABLE usage_records (
+    request_id TEXT PRIMARY KEY, idempotency_key TEXT, tenant TEXT NOT NULL, key_id TEXT NOT NULL,
+    model TEXT NOT NULL, deployment TEXT NOT NULL, chip TEXT NOT NULL, pool TEXT NOT NULL,
+    endpoint TEXT NOT NULL, stream BOOLEAN NOT NULL, status TEXT NOT NULL, error_type TEXT,
+    finish_reason TEXT, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL, ttft_s REAL, duration_s REAL NOT NULL, currency TEXT NOT NULL,
+    price_input_per_million TEXT NOT NULL, price_output_per_million TEXT NOT NULL,
+    charge_nanos BIGINT NOT NULL, created_at REAL NOT NULL)"""
+OLD_ROW = """INSERT INTO usage_records VALUES ('old', NULL, 'acme', 'key_1', 'm1', 'model-m1', 'cpu', 'own',
+    'chat.completions', FALSE, 'ok', NULL, 'stop', 10, 5, 0, 0.1, 0.5, 'USD', '0.05', '0.10', 1000, 1.0)"""
+
+
+async def test_a_sqlite_ledger_from_before_the_column_gets_it_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(OLD_TABLE)
+        conn.execute(OLD_ROW)
+    for i in range(2):  # opening it again finds the column already there
+        ledger = Ledger(SqliteStore(path))
+        await ledger.record(record(f"new-{i}", usage_estimated=True))
+        flags = estimated_flags(ledger)
+        ledger.close()
+    assert flags == {"old": False, "new-0": True, "new-1": True}
+
+
+async def test_a_postgres_ledger_from_before_the_column_gets_it_on_open() -> None:
+    import psycopg
+
+    from gateway.ledger.postgres_store import PostgresStore
+
+    url, schema = postgres_url_for_new_schema()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(OLD_TABLE.replace(" REAL", " DOUBLE PRECISION"))  # type: ignore[arg-type]
+            conn.execute(OLD_ROW)  # type: ignore[arg-type]
+        for i in range(2):
+            ledger = Ledger(PostgresStore(url))
+            await ledger.record(record(f"new-{i}", usage_estimated=True))
+            flags = estimated_flags(ledger)
+            ledger.close()
+        assert flags == {"old": False, "new-0": True, "new-1": True}
+    finally:
+        drop_schema(schema)

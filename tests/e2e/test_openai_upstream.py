@@ -1,0 +1,287 @@
+"""The openai_upstream backend in front of a real ``vllm serve`` (vLLM's OpenAI server on loopback).
+
+One vLLM server and one gateway for the module. The gateway's catalog serves the SmolLM2 folder that the
+default catalog prepares, through ``backend: openai_upstream`` pointing at that server; the server wants
+an API key, which reaches the replica only through the environment variable the catalog names. The
+official ``openai`` client drives both the gateway and, for reference, the upstream itself. The last test
+kills the upstream; teardown proves that no process of either is left.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import psutil
+import pytest
+import yaml
+
+from gateway.catalog import load_catalog
+from gateway.model_prep import prepare_model
+from tests.conftest import REPO
+from tests.e2e.conftest import (
+    Gateway,
+    alive,
+    create_key,
+    free_port,
+    gateway_env,
+    process_tree,
+    start_gateway,
+    stop_gateway,
+)
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "smollm2-upstream"
+SERVED = "up"  # the name the upstream serves the model under
+KEY_ENV = "MAAS_E2E_UPSTREAM_KEY"
+MAX_MODEL_LEN = 2048
+UPSTREAM_START_TIMEOUT_S = 420
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@dataclass
+class Upstream:
+    base_url: str
+    key: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=self.key, max_retries=0)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def weights() -> Path:
+    """The SmolLM2 folder the default catalog serves (converted once into .cache/models, as conftest's)."""
+    model = load_catalog(REPO / "models.yaml").models[0]
+    return Path(prepare_model(model, REPO / ".cache" / "models", lambda line: None))
+
+
+@pytest.fixture(scope="module")
+def upstream(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    port, key = free_port(), secrets.token_hex(16)
+    log = tmp_path_factory.mktemp("vllm-upstream") / "vllm.log"
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        f"--model={weights}",
+        f"--served-model-name={SERVED}",
+        "--dtype=float32",
+        f"--max-model-len={MAX_MODEL_LEN}",
+        "--enforce-eager",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--api-key={key}",
+        "--disable-log-stats",
+    ]
+    env = {
+        **os.environ,
+        "VLLM_TARGET_DEVICE": "cpu",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_USE_AOT_COMPILE": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Upstream(f"http://127.0.0.1:{port}/v1", key, process, log)
+    tree: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + UPSTREAM_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"vLLM did not start (exit {process.poll()}):\n{server.log_tail()}")
+            try:
+                headers = {"Authorization": f"Bearer {key}"}
+                if httpx.get(f"{server.base_url}/models", headers=headers, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        tree = process_tree(process.pid)
+        yield server
+    finally:
+        tree = [*tree, *process_tree(process.pid)] if process.poll() is None else tree
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        time.sleep(1)
+        leftovers = alive(tree)
+        names = [f"{p.pid}:{p.name()}" for p in leftovers]
+        for proc in leftovers:
+            proc.kill()
+        assert not leftovers, f"vLLM processes left behind: {names}"
+
+
+@pytest.fixture(scope="module")
+def served(upstream: Upstream, weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """`maas serve` with one model, served by the openai_upstream backend in front of ``upstream``."""
+    env = gateway_env(tmp_path_factory, "maas-upstream", **{KEY_ENV: upstream.key})
+    catalog = {
+        "models": [
+            {
+                "name": MODEL,
+                "family": "llama",
+                "context_length": MAX_MODEL_LEN,
+                "pricing": {"input_per_million": 0.05, "output_per_million": 0.10, "currency": "USD"},
+                "weights": {"kind": "local", "path": str(weights)},
+                "deployments": [
+                    {
+                        "backend": "openai_upstream",
+                        "chip": "cpu",
+                        "engine": {
+                            "base_url": upstream.base_url,
+                            "model": SERVED,
+                            "api_key_env": KEY_ENV,
+                            "read_timeout_s": 120,
+                            "retries": 1,
+                        },
+                    }
+                ],
+            }
+        ]
+    }
+    path = Path(env["MAAS_HOME"]) / "upstream-catalog.yaml"
+    path.write_text(yaml.safe_dump(catalog))
+    gw = start_gateway(env, create_key(env, "upstream-e2e"), config=path)
+    try:
+        yield gw
+    finally:
+        stop_gateway(gw)
+
+
+def usage_of(response: Any) -> tuple[int, int]:
+    return response.usage.prompt_tokens, response.usage.completion_tokens
+
+
+def test_streamed_text_equals_the_greedy_answer_and_the_upstreams_own(
+    served: Gateway, upstream: Upstream
+) -> None:
+    client = served.client()
+    whole = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=24)  # type: ignore[arg-type]
+    text = whole.choices[0].message.content or ""
+    assert "Paris" in text
+
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=24,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces, usages, finishes = [], [], []
+    for chunk in stream:
+        if chunk.usage is not None:
+            usages.append(chunk.usage)
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            if choice.finish_reason:
+                finishes.append(choice.finish_reason)
+    assert "".join(pieces) == text
+    assert len([p for p in pieces if p]) >= 2, "the answer came in one piece, not streamed"
+    assert finishes == [whole.choices[0].finish_reason]
+    assert len(usages) == 1 and usage_of(chunk) == usage_of(whole)
+
+    direct = upstream.client().chat.completions.create(
+        model=SERVED,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=24,
+    )
+    assert direct.choices[0].message.content == text
+    assert usage_of(direct) == usage_of(whole)
+
+
+def test_the_ledger_bills_what_clients_were_told_which_is_the_upstreams_usage(
+    served: Gateway, upstream: Upstream
+) -> None:
+    key = served.create_key("upstream-ledger")
+    ours, theirs = served.client(key=key), upstream.client()
+    seen = []
+    for stream in (False, True):
+        chat: dict[str, Any] = {"messages": QUESTION, "temperature": 0, "max_tokens": 8}
+        text: dict[str, Any] = {"prompt": "The capital of France is", "temperature": 0, "max_tokens": 8}
+        for create, body in ((ours.chat.completions.create, chat), (ours.completions.create, text)):
+            if stream:
+                chunks = list(
+                    create(model=MODEL, stream=True, stream_options={"include_usage": True}, **body)
+                )
+                got = usage_of(chunks[-1])
+            else:
+                got = usage_of(create(model=MODEL, **body))
+            seen.append(got)
+        assert seen[-2] == usage_of(theirs.chat.completions.create(model=SERVED, **chat))
+        assert seen[-1] == usage_of(theirs.completions.create(model=SERVED, **text))
+
+    response = httpx.get(f"{served.base_url}/v1/usage", headers={"Authorization": f"Bearer {key}"})
+    [row] = response.json()["data"]
+    assert (row["model"], row["requests"]) == (MODEL, 4)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == tuple(map(sum, zip(*seen, strict=True)))
+    with sqlite3.connect(Path(served.env["MAAS_HOME"]) / "maas.db") as db:
+        flags = db.execute(
+            "SELECT usage_estimated FROM usage_records WHERE tenant = 'upstream-ledger'"
+        ).fetchall()
+    assert flags == [(0,)] * 4  # vLLM reports usage, so nothing is estimated
+
+
+def test_upstream_errors_come_back_as_our_error_objects(served: Gateway, upstream: Upstream) -> None:
+    client = served.client()
+    too_long = "hello " * (MAX_MODEL_LEN + 100)
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.completions.create(model=MODEL, prompt=too_long, max_tokens=4, stream=stream)
+        assert info.value.status_code == 400
+        body: Any = info.value.body
+        assert (body["type"], body["code"]) == ("invalid_request_error", "context_length_exceeded")
+        assert f"maximum context length is {MAX_MODEL_LEN}" in body["message"]
+
+    # A token id the upstream's vocabulary lacks: vLLM answers 200 and an error event; ours is a 400.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=MODEL, prompt=[999_999], max_tokens=4)
+    body = info.value.body
+    assert body["type"] == "invalid_request_error" and "999999" in body["message"]
+    port = upstream.base_url.rsplit(":", 1)[1].split("/")[0]
+    assert port not in body["message"] and upstream.key not in body["message"]
+
+
+def test_a_killed_upstream_gives_a_clean_503(served: Gateway, upstream: Upstream) -> None:
+    victims = [
+        psutil.Process(upstream.process.pid),
+        *psutil.Process(upstream.process.pid).children(recursive=True),
+    ]
+    for proc in victims:
+        proc.kill()
+    upstream.process.wait(timeout=30)
+    psutil.wait_procs(victims, timeout=30)
+
+    client = served.client()
+    for stream in (False, True):
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4, stream=stream)  # type: ignore[arg-type]
+        assert time.monotonic() - started < 15
+        assert info.value.status_code == 503
+        body: Any = info.value.body
+        assert (body["type"], body["code"]) == ("service_unavailable", "backend_unavailable")
+        assert "127.0.0.1" not in body["message"]
