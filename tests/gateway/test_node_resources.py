@@ -216,3 +216,31 @@ def test_tools_without_a_confirmed_listing_format_are_not_run(tools: Path) -> No
 
 def test_run_tool_returns_none_for_a_command_that_is_not_installed(tools: Path) -> None:
     assert run_tool(["nvidia-smi", "-L"]) is None
+
+
+def test_maas_node_resources_prints_the_chips_and_the_line_to_join_a_head(
+    tools: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    fake_tool(tools, "nvidia-smi", NVIDIA_SMI_ARGS, NVIDIA_SMI)
+    fake_tool(tools, "efsmi", EFSMI_ARGS, EFSMI)
+
+    code = main(
+        [
+            "node",
+            "resources",
+            "--head",
+            "10.0.0.1:6380",
+            "--num-cpus",
+            "32",
+            "--config",
+            str(tmp_path / "none"),
+        ]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "nvidia: 8 x GPU (NVIDIA H100 80GB HBM3)" in out
+    assert "enflame: 8 x GCU (S60)" in out
+    assert """ray start --address=10.0.0.1:6380 --num-cpus=32 --num-gpus=8 --resources='{"GCU": 8}'""" in out
