@@ -3,6 +3,10 @@
 A deployment's replicas cost their pool's replica-hour price whether busy or idle; a replica counts as
 busy while it holds a request (with n requests in flight on R replicas, min(n, R) are busy). Revenue comes
 from the ledger's charges; cost from here; margin is the difference, per model, chip and pool.
+
+On the request path only the request's own model is touched (its in-flight count and the busy time
+since its last change); replica time and cost of every deployment accrue at ``tick``, which the metrics
+scrape and the dashboard call.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class UtilizationMeter:
         self._clock = clock
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
+        self._busy_since: dict[str, float] = {}
         self._deployments: dict[str, DeploymentCost] = {}
         self._last = clock()
         self.configure(deployments)
@@ -77,16 +82,27 @@ class UtilizationMeter:
                 self._metrics.replicas.labels(d.model, d.chip, d.pool).set(d.replicas)
 
     def started(self, model: str) -> None:
-        self.tick()
-        with self._lock:
-            self._in_flight[model] = self._in_flight.get(model, 0) + 1
-            self._metrics.in_flight.labels(model).set(self._in_flight[model])
+        self._change_in_flight(model, +1)
 
     def finished(self, model: str) -> None:
-        self.tick()
+        self._change_in_flight(model, -1)
+
+    def _change_in_flight(self, model: str, change: int) -> None:
         with self._lock:
-            self._in_flight[model] = max(0, self._in_flight.get(model, 0) - 1)
+            self._accrue_busy(model, self._clock())  # at the old level, up to now
+            self._in_flight[model] = max(0, self._in_flight.get(model, 0) + change)
             self._metrics.in_flight.labels(model).set(self._in_flight[model])
+
+    def _accrue_busy(self, model: str, now: float) -> None:
+        """Busy time of ``model``'s replicas since its last change (the caller holds the lock)."""
+        last = self._busy_since.get(model, self._last)
+        self._busy_since[model] = now
+        d = self._deployments.get(model)
+        if d is None:
+            return
+        busy = min(self._in_flight.get(model, 0), d.replicas)
+        if busy and now > last:
+            self._metrics.busy_seconds.labels(d.model, d.chip, d.pool).inc((now - last) * busy)
 
     def waiting(self, model: str, change: int) -> None:
         """A request starts (+1) or stops (-1) waiting for its first token."""
@@ -102,10 +118,9 @@ class UtilizationMeter:
                 labels = (d.model, d.chip, d.pool)
                 if d.model in healthy:
                     self._metrics.replicas_healthy.labels(*labels).set(healthy[d.model])
+                self._accrue_busy(d.model, now)
                 if elapsed <= 0:
                     continue
-                busy = min(self._in_flight.get(d.model, 0), d.replicas)
                 self._metrics.replica_seconds.labels(*labels).inc(elapsed * d.replicas)
-                self._metrics.busy_seconds.labels(*labels).inc(elapsed * busy)
                 cost = float(d.replica_hour_cost) * d.replicas * elapsed / 3600
                 self._metrics.infra_cost.labels(*labels, d.currency).inc(cost)
