@@ -147,6 +147,8 @@ class OpenAIUpstreamBackend:
     """One upstream OpenAI-compatible endpoint serving one model."""
 
     Options = OpenAIUpstreamOptions
+    RUNS_IN_GATEWAY = True
+    """Only an HTTP client: served from the gateway's event loop unless the deployment asks for chips."""
 
     def __init__(self, spec: ModelSpec, options: OpenAIUpstreamOptions) -> None:
         self.spec = spec

@@ -23,6 +23,7 @@ from backends.base import GenerationChunk, GenerationRequest, ModelSpec
 from backends.chips import BUILTIN_CHIPS, ChipKind, ray_actor_resources
 from gateway.catalog import Catalog, ModelEntry
 from gateway.chip_capacity import InsufficientChips, capacity_problems, chip_demands
+from gateway.local_client import LocalModelClient, probe, runs_in_gateway
 from gateway.ray_head import RayHead
 from gateway.routing import RoutedModel
 from gateway.token_count import load_prompt_counter
@@ -69,6 +70,20 @@ def app_name(model: ModelEntry) -> str:
     return APP_PREFIX + model.name
 
 
+def model_spec(model: ModelEntry, path: Path | str, chip: ChipKind) -> ModelSpec:
+    """What a backend needs to serve ``model`` from ``path`` on ``chip``."""
+    deployment = model.deployments[0]
+    return ModelSpec(
+        name=model.name,
+        weights_path=str(path),
+        context_length=model.context_length,
+        chip=deployment.chip,
+        engine=dict(deployment.engine),
+        chip_kind=chip,
+        chips_per_replica=deployment.chips_per_replica,
+    )
+
+
 class ServeRuntime:
     """Starts and stops the local Ray instance (or joins a cluster) and deploys models onto it."""
 
@@ -81,6 +96,7 @@ class ServeRuntime:
         self._stop = threading.Event()
         self._connected = False
         self._apps: set[str] = set()
+        self._local: dict[str, LocalModelClient] = {}
 
     def start(self) -> None:
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no usage reports leave the operator's machine
@@ -146,18 +162,68 @@ class ServeRuntime:
         progress: Callable[[str], None],
         chips: dict[str, ChipKind] | None = None,
     ) -> list[RoutedModel]:
-        """Deploy every model and wait until each is RUNNING, reporting progress."""
+        """Deploy every model and wait until each is ready, reporting progress.
+
+        Backends that only call another server run in this process (``gateway.local_client``); the
+        others get a Serve application with replicas on their chips.
+        """
+        chips = chips or dict(BUILTIN_CHIPS)
+        specs = {
+            model.name: model_spec(model, path, chips[model.deployments[0].chip]) for model, path in models
+        }
+        local = [
+            m for m, _ in models if runs_in_gateway(m.deployments[0].backend, specs[m.name].chips_per_replica)
+        ]
+        clients: dict[str, Any] = self._deploy_local(local, specs, progress)
+        clients.update(self._deploy_serve([m for m, _ in models if m.name not in clients], specs, progress))
+        routed = [
+            RoutedModel.from_entry(
+                model,
+                client=clients[model.name],
+                deployment=f"gateway:{model.name}" if model.name in self._local else app_name(model),
+                prompt_counter=load_prompt_counter(path),
+            )
+            for model, path in models
+        ]
+        self._refresh_statuses()
+        return routed
+
+    def _deploy_local(
+        self, models: list[ModelEntry], specs: dict[str, ModelSpec], progress: Callable[[str], None]
+    ) -> dict[str, LocalModelClient]:
         from ray import serve
 
-        chips = chips or dict(BUILTIN_CHIPS)
+        clients = {}
+        for model in models:
+            backend = model.deployments[0].backend
+            progress(f"checking {model.name}: the {backend} backend runs in the gateway process")
+            try:
+                probe(specs[model.name], backend)
+            except Exception as exc:
+                raise DeploymentFailed(f"{model.name}: {exc}") from None
+            clients[model.name] = LocalModelClient(specs[model.name], backend)
+        for name, client in clients.items():
+            previous = self._local.pop(name, None)
+            if previous is not None:
+                previous.close()
+            self._local[name] = client
+            if APP_PREFIX + name in self._apps:  # it ran on replicas before this change
+                serve.delete(APP_PREFIX + name)
+                self._apps.discard(APP_PREFIX + name)
+        return clients
+
+    def _deploy_serve(
+        self, models: list[ModelEntry], specs: dict[str, ModelSpec], progress: Callable[[str], None]
+    ) -> dict[str, RayModelClient]:
+        from ray import serve
+
         started = time.monotonic()
         # One serve.run at a time: Ray Serve 2.60 registers a module for pickling by value around each
         # config it serialises, and concurrent serve.run calls fail with "... is not registered for
         # pickle by value". The engines start one after another; this thread only reports progress.
         with ThreadPoolExecutor(max_workers=1) as pool:
             futures = {
-                model.name: pool.submit(self._deploy_one, model, path, chips[model.deployments[0].chip])
-                for model, path in models
+                model.name: pool.submit(self._deploy_one, model, specs[model.name]) for model in models
             }
             while wait(futures.values(), timeout=5).not_done:
                 pending = [name for name, f in futures.items() if not f.done()]
@@ -167,46 +233,33 @@ class ServeRuntime:
         failures = [f"{name}: {f.exception()}" for name, f in futures.items() if f.exception()]
         if failures:
             raise DeploymentFailed("; ".join(failures))
-        routed = [
-            RoutedModel.from_entry(
-                model,
-                client=RayModelClient(serve.get_app_handle(app_name(model))),
-                deployment=app_name(model),
-                prompt_counter=load_prompt_counter(path),
-            )
-            for model, path in models
-        ]
-        self._refresh_statuses()
-        return routed
+        for model in models:
+            self._local.pop(model.name, None)  # if it ran in the gateway before, requests now go to replicas
+        return {model.name: RayModelClient(serve.get_app_handle(app_name(model))) for model in models}
 
     def delete(self, names: list[str]) -> None:
         """Remove models' Serve applications; replicas finish the requests they hold first."""
         from ray import serve
 
         for name in names:
+            local = self._local.pop(name, None)
+            if local is not None:
+                local.close()
+                continue
             serve.delete(APP_PREFIX + name)
             self._apps.discard(APP_PREFIX + name)
         self._refresh_statuses()
 
-    def _deploy_one(self, model: ModelEntry, path: Path | str, chip: ChipKind) -> None:
+    def _deploy_one(self, model: ModelEntry, spec: ModelSpec) -> None:
         from ray import serve
 
         from backends.replica import ModelReplica
 
         deployment = model.deployments[0]
-        spec = ModelSpec(
-            name=model.name,
-            weights_path=str(path),
-            context_length=model.context_length,
-            chip=deployment.chip,
-            engine=dict(deployment.engine),
-            chip_kind=chip,
-            chips_per_replica=deployment.chips_per_replica,
-        )
         actor_options: dict[str, Any] = {
             "num_cpus": 0,
             "runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "1"}},
-            **ray_actor_resources(chip, deployment.chips_per_replica),
+            **ray_actor_resources(spec.chip_kind, spec.chips_per_replica),
         }
         app = (
             serve.deployment(ModelReplica)  # type: ignore[attr-defined]
@@ -240,6 +293,8 @@ class ServeRuntime:
                     for state, count in deployment.replica_states.items()
                     if str(getattr(state, "value", state)) == "RUNNING"
                 )
+        for model in list(self._local):  # served by this process: up while the gateway is
+            statuses[model], healthy[model] = "RUNNING", 1
         self._statuses, self._healthy = statuses, healthy
 
     def start_health_poller(self, period_s: float = 2.0) -> None:
