@@ -118,7 +118,14 @@ def test_production_example_names_every_family_and_its_template(repo_root: Path)
     catalog = load_catalog(repo_root / "deploy" / "catalogs" / "production-example.yaml")
     assert {m.family for m in catalog.models} == {"deepseek", "glm", "qwen", "yi", "llama", "bloom"}
     assert all(m.chat_template for m in catalog.models)
-    assert {d.chip for m in catalog.models for d in m.deployments} == {"nvidia", "ascend", "cpu"}
+    chips = {d.chip for m in catalog.models for d in m.deployments}
+    assert chips == {"nvidia", "ascend", "enflame", "hexaflake", "cpu"}
+    assert {d.backend for m in catalog.models for d in m.deployments} == {
+        "vllm",
+        "transformers",
+        "openai_upstream",
+    }
+    assert catalog.chip_kinds()["hexaflake"].ray_resource == "HXF"  # declared in the file, as data
 
 
 def test_families_tiny_serves_one_tiny_random_model_per_family(repo_root: Path) -> None:
