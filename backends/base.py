@@ -121,6 +121,9 @@ class Usage:
 class GenerationChunk:
     choices: list[ChoiceDelta] = field(default_factory=list)
     usage: Usage | None = None
+    engine_seconds: float | None = None
+    """On the first chunk a replica sends: how long its backend took to produce it (a whole answer: all
+    of it), so the gateway can count everything else, the hop to the replica included, as overhead."""
 
 
 def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:

@@ -54,6 +54,21 @@ async def coalesce(source: AsyncIterator[GenerationChunk]) -> AsyncIterator[Gene
             await asyncio.gather(task, return_exceptions=True)
 
 
+async def timed(source: AsyncIterator[GenerationChunk], whole: bool) -> AsyncIterator[GenerationChunk]:
+    """``source`` as one merged chunk (``whole``) or coalesced, the first stamped with the backend's time."""
+    started = time.perf_counter()
+    if whole:
+        merged = merge_chunks([chunk async for chunk in source])
+        merged.engine_seconds = time.perf_counter() - started
+        yield merged
+        return
+    first = True
+    async for chunk in coalesce(source):
+        if first:
+            chunk.engine_seconds, first = time.perf_counter() - started, False
+        yield chunk
+
+
 class ModelReplica:
     """Ray Serve deployment class: one backend instance per replica (Serve awaits the async constructor)."""
 
@@ -76,10 +91,7 @@ class ModelReplica:
         self, request: GenerationRequest, whole: bool = False
     ) -> AsyncIterator[GenerationChunk]:
         """Stream chunks for ``request``; with ``whole`` send one merged chunk at the end."""
-        if whole:
-            yield merge_chunks([chunk async for chunk in self._backend.generate(request)])
-            return
-        async for chunk in coalesce(self._backend.generate(request)):
+        async for chunk in timed(self._backend.generate(request), whole):
             yield chunk
 
     async def check_health(self) -> None:

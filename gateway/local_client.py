@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,11 +75,17 @@ class LocalModelClient:
     async def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]:
         backend = await self._ready()
         chunks = backend.generate(request)
+        started = time.perf_counter()
         try:
             if whole:
-                yield merge_chunks([chunk async for chunk in chunks])
+                merged = merge_chunks([chunk async for chunk in chunks])
+                merged.engine_seconds = time.perf_counter() - started
+                yield merged
                 return
+            first = True
             async for chunk in chunks:
+                if first:
+                    chunk.engine_seconds, first = time.perf_counter() - started, False
                 yield chunk
         finally:
             closer = getattr(chunks, "aclose", None)

@@ -121,7 +121,9 @@ async def run_call(
         progress.first_token_at = None  # a whole answer arrives at once; its TTFT is unknown here
         await meter.settle(progress, "ok")
         response = JSONResponse(whole_body(whole))
-    overhead = time.perf_counter() - started - backend_wait
+    # The backend's own time, measured where it runs; the hop to a replica counts as gateway overhead.
+    engine = first.engine_seconds if first is not None and first.engine_seconds is not None else backend_wait
+    overhead = time.perf_counter() - started - min(engine, backend_wait)
     metrics.overhead.labels(call.endpoint).observe(overhead)
     response.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
     if meter.reservation is not None:

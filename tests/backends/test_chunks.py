@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from backends.base import ChoiceDelta, GenerationChunk, TokenLogprob, Usage, merge_chunks
-from backends.replica import coalesce
+from backends.replica import coalesce, timed
 
 
 def chunk(index: int, text: str, finish: str | None = None, usage: Usage | None = None) -> GenerationChunk:
@@ -92,3 +92,18 @@ async def test_closing_coalesce_cancels_the_source() -> None:
     await anext(stream)
     await stream.aclose()
     await asyncio.wait_for(cancelled.wait(), 1)
+
+
+async def slow_source(delay: float, count: int) -> AsyncIterator[GenerationChunk]:
+    for i in range(count):
+        await asyncio.sleep(delay)
+        yield GenerationChunk([ChoiceDelta(0, f"t{i}")], Usage(1, i + 1))
+
+
+async def test_replica_stamps_the_backends_own_time_on_the_first_chunk_only() -> None:
+    streamed = [chunk async for chunk in timed(slow_source(0.05, 3), whole=False)]
+    assert streamed[0].engine_seconds is not None and streamed[0].engine_seconds >= 0.05
+    assert all(chunk.engine_seconds is None for chunk in streamed[1:])
+    (whole,) = [chunk async for chunk in timed(slow_source(0.05, 3), whole=True)]
+    assert whole.engine_seconds is not None and whole.engine_seconds >= 0.15  # all of a whole answer
+    assert whole.choices[0].text == "t0t1t2"
