@@ -54,8 +54,11 @@ async def coalesce(source: AsyncIterator[GenerationChunk]) -> AsyncIterator[Gene
             await asyncio.gather(task, return_exceptions=True)
 
 
-async def timed(source: AsyncIterator[GenerationChunk], whole: bool) -> AsyncIterator[GenerationChunk]:
-    """``source`` as one merged chunk (``whole``) or coalesced, the first stamped with the backend's time."""
+async def timed(
+    source: AsyncIterator[GenerationChunk], whole: bool, merge_piled_up: bool = True
+) -> AsyncIterator[GenerationChunk]:
+    """``source`` as one merged chunk (``whole``) or streamed (coalesced unless ``merge_piled_up`` is
+    false), the first chunk stamped with the backend's own time."""
     started = time.perf_counter()
     if whole:
         merged = merge_chunks([chunk async for chunk in source])
@@ -63,7 +66,7 @@ async def timed(source: AsyncIterator[GenerationChunk], whole: bool) -> AsyncIte
         yield merged
         return
     first = True
-    async for chunk in coalesce(source):
+    async for chunk in coalesce(source) if merge_piled_up else source:
         if first:
             chunk.engine_seconds, first = time.perf_counter() - started, False
         yield chunk

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from backends.base import Backend, GenerationChunk, GenerationRequest, ModelSpec, merge_chunks
+from backends.base import Backend, GenerationChunk, GenerationRequest, ModelSpec
 from backends.registry import load_backend_class
+from backends.replica import timed
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +75,9 @@ class LocalModelClient:
     async def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]:
         backend = await self._ready()
         chunks = backend.generate(request)
-        started = time.perf_counter()
         try:
-            if whole:
-                merged = merge_chunks([chunk async for chunk in chunks])
-                merged.engine_seconds = time.perf_counter() - started
-                yield merged
-                return
-            first = True
-            async for chunk in chunks:
-                if first:
-                    chunk.engine_seconds, first = time.perf_counter() - started, False
+            # No hop to cross here, so nothing to coalesce: each chunk goes out as soon as it exists.
+            async for chunk in timed(chunks, whole, merge_piled_up=False):
                 yield chunk
         finally:
             closer = getattr(chunks, "aclose", None)
