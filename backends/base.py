@@ -79,6 +79,9 @@ class GenerationRequest:
     request_id: str
     prompt: Prompt
     sampling: SamplingOptions = SamplingOptions()
+    whole: bool = False
+    """The caller uses only the whole answer (a non-streamed response): a backend may produce it as one
+    chunk, e.g. by asking a remote server for a non-streamed answer."""
 
 
 @dataclass(frozen=True)

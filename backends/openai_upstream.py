@@ -30,7 +30,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backends.base import ChatPrompt, GenerationChunk, GenerationRequest, ModelSpec
-from backends.openai_wire import REQUEST_FIELDS, Answer, error_fields, model_ids, request_body
+from backends.openai_wire import (
+    REQUEST_FIELDS,
+    Answer,
+    error_fields,
+    model_ids,
+    request_body,
+    whole_as_events,
+)
 from backends.upstream_usage import TokenCounter
 from gateway.errors import (
     BackendUnavailable,
@@ -81,6 +88,11 @@ class OpenAIUpstreamOptions(BaseModel):
         default=60.0,
         gt=0,
         description="Longest wait for the next bytes of an answer, the first token included.",
+    )
+    answer_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest wait for a whole answer, when the caller did not ask for a stream.",
     )
     retries: int = Field(
         default=2,
@@ -157,6 +169,12 @@ class OpenAIUpstreamBackend:
         self._counter = TokenCounter()
         self._secrets = _Secrets((options.base_url, httpx.URL(options.base_url).netloc.decode()))
         self._closing: asyncio.Task[None] | None = None
+        self._answer_timeout = httpx.Timeout(  # a whole answer: the read waits for all of it
+            connect=options.connect_timeout_s,
+            read=options.answer_timeout_s,
+            write=options.read_timeout_s,
+            pool=options.read_timeout_s,
+        )
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> OpenAIUpstreamBackend:
@@ -246,6 +264,9 @@ class OpenAIUpstreamBackend:
         chat = isinstance(request.prompt, ChatPrompt)
         answer = Answer(request.prompt, request.sampling.n, self._counter)
         response = await self._open(client, path, body, request.request_id, chat)
+        if request.whole:  # one JSON answer: no per-token events to parse (most of the CPU of a stream)
+            yield await self._whole(response, answer, chat)
+            return
         done = False
         try:
             async with contextlib.aclosing(self._events(response)) as events:
@@ -268,6 +289,26 @@ class OpenAIUpstreamBackend:
         if final != answer.sent_usage:
             yield GenerationChunk(choices=[], usage=final)
 
+    async def _whole(self, response: httpx.Response, answer: Answer, chat: bool) -> GenerationChunk:
+        try:
+            raw = await response.aread()
+        except httpx.TimeoutException:
+            raise UpstreamTimeout("The model endpoint did not answer in time.") from None
+        except httpx.HTTPError:
+            raise BackendUnavailable("The model endpoint cut the answer off; retry.") from None
+        finally:
+            await response.aclose()
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise BackendUnavailable("The model endpoint sent an answer that is not JSON.") from None
+        if not isinstance(payload, dict):
+            raise BackendUnavailable("The model endpoint sent an answer that is not an object.")
+        deltas = [delta for event in whole_as_events(payload, chat) for delta in answer.take(event, chat)]
+        if not answer.complete():
+            raise BackendUnavailable("The model endpoint ended the answer early; retry.")
+        return GenerationChunk(choices=deltas, usage=answer.usage(final=True))
+
     async def _open(
         self, client: httpx.AsyncClient, path: str, body: dict[str, Any], request_id: str, chat: bool
     ) -> httpx.Response:
@@ -276,7 +317,13 @@ class OpenAIUpstreamBackend:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             wait = min(self.options.retry_backoff_s * 2**attempt, _MAX_BACKOFF_S)
-            http_request = client.build_request("POST", path, json=body, headers={"X-Request-Id": request_id})
+            http_request = client.build_request(
+                "POST",
+                path,
+                json=body,
+                headers={"X-Request-Id": request_id},
+                timeout=client.timeout if body["stream"] else self._answer_timeout,
+            )
             try:
                 response = await client.send(http_request, stream=True)
             except _BEFORE_ANSWER as exc:
@@ -295,7 +342,7 @@ class OpenAIUpstreamBackend:
                 raise self._transport_error(exc) from None
             if response.status_code == 200:
                 content_type = response.headers.get("content-type", "")
-                if "text/event-stream" not in content_type:
+                if body["stream"] and "text/event-stream" not in content_type:
                     await response.aclose()
                     raise BackendUnavailable("The model endpoint did not stream its answer.")
                 return response

@@ -48,12 +48,15 @@ REQUEST_FIELDS = frozenset(
 def request_body(
     request: GenerationRequest, model: str, continuous_usage: bool
 ) -> tuple[str, dict[str, Any]]:
-    """The path and streaming JSON body of the OpenAI request for ``request``, sent as ``model``."""
+    """The path and JSON body of the OpenAI request for ``request``, sent as ``model``: streamed with
+    usage, or one non-streamed answer when the caller wants only the whole (``request.whole``)."""
     prompt, sampling = request.prompt, request.sampling
-    stream_options: dict[str, bool] = {"include_usage": True}
-    if continuous_usage:
-        stream_options["continuous_usage_stats"] = True
-    body: dict[str, Any] = {"model": model, "stream": True, "stream_options": stream_options}
+    body: dict[str, Any] = {"model": model, "stream": not request.whole}
+    if not request.whole:
+        stream_options: dict[str, bool] = {"include_usage": True}
+        if continuous_usage:
+            stream_options["continuous_usage_stats"] = True
+        body["stream_options"] = stream_options
     if isinstance(prompt, ChatPrompt):
         path = "/chat/completions"
         body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
@@ -162,6 +165,16 @@ class Answer:
 
     def complete(self) -> bool:
         return all(i in self.finished for i in range(self.n)) and self.finished >= set(self.texts)
+
+
+def whole_as_events(payload: dict[str, Any], chat: bool) -> list[dict[str, Any]]:
+    """A non-streamed answer as the two stream events ``Answer.take`` reads: all choices, then usage."""
+    choices = []
+    for choice in payload.get("choices") or []:
+        if isinstance(choice, dict) and chat:
+            choice = {**choice, "delta": choice.get("message") or {}}
+        choices.append(choice)
+    return [{"choices": choices}, {"choices": [], "usage": payload.get("usage")}]
 
 
 def _finish_reason(reason: object) -> FinishReason | None:

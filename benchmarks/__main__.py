@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     profiling = sub.add_parser("profile", help="yappi profile of the gateway front under overhead load")
     profiling.add_argument("--results-dir", type=Path, default=RESULTS)
+    profiling.add_argument(
+        "--path", choices=["replica", "upstream"], default="replica", help="the gateway path to profile"
+    )
     table = sub.add_parser("table", help="print a result JSON as Markdown tables")
     table.add_argument("file", type=Path)
     args = parser.parse_args(argv)
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "profile":
         from benchmarks import profile
 
-        print(json.dumps(profile.run(args.results_dir, command), indent=2))
+        print(json.dumps(profile.run(args.results_dir, command, args.path), indent=2))
         return 0
     if args.command == "overhead":
         from benchmarks import overhead

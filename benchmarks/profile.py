@@ -25,8 +25,15 @@ from typing import Any
 from benchmarks.cells import run_loadgen
 from benchmarks.loadgen import LoadSpec
 from benchmarks.maas_server import process_roles, start_maas
-from benchmarks.overhead import SCENARIOS, bench_catalog, request_body, write_catalog
+from benchmarks.overhead import (
+    SCENARIOS,
+    _openai_upstream_models,
+    bench_catalog,
+    request_body,
+    write_catalog,
+)
 from benchmarks.procs import REPO
+from benchmarks.subjects import mock_upstream
 from benchmarks.venvs import ensure_venv
 
 logger = logging.getLogger(__name__)
@@ -42,14 +49,28 @@ def _wait_for(path: Path, timeout_s: float = 60) -> None:
     time.sleep(0.5)  # the .txt is written after the .pstat
 
 
-def run(results_dir: Path, command: str) -> dict[str, Any]:
-    venv = ensure_venv("profiler", ["yappi>=1.6"], site_packages_of=REPO / ".venv")
+def run(results_dir: Path, command: str, path: str = "replica") -> dict[str, Any]:
+    """Profile the gateway front on the replica path, or (``path="upstream"``) the in-gateway
+    openai_upstream path in front of the mock upstream."""
     work = Path(tempfile.mkdtemp(prefix="maas-bench-profile-"))
-    _, catalog, _ = bench_catalog(work)
+    weights, catalog, engine = bench_catalog(work)
+    if path == "replica":
+        return _profile(results_dir, command, work, catalog["models"], "bench", "")
+    with mock_upstream(engine.model_dump(), work / "logs") as mock:
+        models, unavailable = _openai_upstream_models(weights, f"{mock.base_url}/v1")
+        if unavailable:
+            raise RuntimeError(unavailable)
+        return _profile(results_dir, command, work, models, models[0]["name"], "upstream-")
+
+
+def _profile(
+    results_dir: Path, command: str, work: Path, models: list[dict[str, Any]], model: str, label: str
+) -> dict[str, Any]:
+    venv = ensure_venv("profiler", ["yappi>=1.6"], site_packages_of=REPO / ".venv")
     prefix = work / "profile"
     launcher = (str(venv / "bin" / "python"), "-m", "benchmarks.profiled_serve", str(prefix))
     gateway = start_maas(
-        write_catalog(work, catalog["models"]), log_dir=work / "logs", models_dir=None, launcher=launcher
+        write_catalog(work, models), log_dir=work / "logs", models_dir=None, launcher=launcher
     )
     scenarios = {s.name: s for s in SCENARIOS}
     summary: dict[str, Any] = {"command": command, "cells": []}
@@ -62,7 +83,7 @@ def run(results_dir: Path, command: str) -> dict[str, Any]:
             raw = run_loadgen(
                 LoadSpec(
                     url=f"{gateway.server.base_url}/v1/chat/completions",
-                    body=request_body("bench", scenarios[name]),
+                    body=request_body(model, scenarios[name]),
                     headers=gateway.headers,
                     concurrency=concurrency,
                     duration_s=DURATION_S,
@@ -73,14 +94,14 @@ def run(results_dir: Path, command: str) -> dict[str, Any]:
             )
             os.kill(gateway.server.pid, signal.SIGUSR2)
             _wait_for(prefix.with_suffix(".txt"))
-            target = results_dir / f"profile-{name}-c{concurrency}.txt"
+            target = results_dir / f"profile-{label}{name}-c{concurrency}.txt"
             header = (
                 f"# maas front under yappi (CPU clock): {name}, concurrency {concurrency}, "
                 f"{raw['requests']} requests in {raw['wall_s']} s; CPU s by process role: "
                 f"{json.dumps(raw['cpu_s'])}\n\n"
             )
             target.write_text(header + prefix.with_suffix(".txt").read_text())
-            pstat = work / f"profile-{name}-c{concurrency}.pstat"  # binary: kept out of the repository
+            pstat = work / f"profile-{label}{name}-c{concurrency}.pstat"  # binary: kept out of the repository
             shutil.copy(prefix.with_suffix(".pstat"), pstat)
             summary["cells"].append(
                 {

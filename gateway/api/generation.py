@@ -94,7 +94,9 @@ async def run_call(
         utilization=get_utilization(request),
     )
     await admit(call, admission, meter)
-    generation = GenerationRequest(request_id=request_id, prompt=call.prompt, sampling=call.sampling)
+    generation = GenerationRequest(
+        request_id=request_id, prompt=call.prompt, sampling=call.sampling, whole=not call.stream
+    )
     chunks = call.model.client.generate(generation, whole=not call.stream)
     waiting = time.perf_counter()
     if meter.utilization is not None:

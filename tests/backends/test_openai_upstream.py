@@ -765,3 +765,60 @@ def test_the_registry_and_the_benchmark_catalog_find_the_backend(tmp_path: Path)
     data = _render(OPENAI_UPSTREAM_CATALOG, WEIGHTS_DIR=str(tmp_path), UPSTREAM="http://127.0.0.1:9/v1")
     engine = yaml.safe_load(yaml.safe_dump(data))["models"][0]["deployments"][0]["engine"]
     assert OpenAIUpstreamOptions.model_validate(engine).model == "mock"  # the name the mock lists
+
+
+# -- whole answers (the caller did not ask for a stream) -----------------------------------------------------
+
+
+def whole_chat(content: str, *, with_usage: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+    }
+    if with_usage:
+        body["usage"] = usage(21, 9)
+    return body
+
+
+async def test_a_whole_answer_is_asked_for_unstreamed_and_carries_the_upstreams_usage(
+    upstream: FakeUpstream, make_backend: Make
+) -> None:
+    upstream.default = json_reply(200, whole_chat(ANSWER))
+    backend = await make_backend(upstream.url)
+    request = GenerationRequest("req-w", ChatPrompt(MESSAGES), SamplingOptions(max_tokens=16), whole=True)
+    chunks, error = await run(backend, request)
+    assert error is None and len(chunks) == 1
+    assert upstream.requests[-1].body["stream"] is False
+    assert "stream_options" not in upstream.requests[-1].body
+    assert chunks[0].choices[0].text == ANSWER and chunks[0].choices[0].finish_reason == "stop"
+    assert chunks[0].usage == Usage(21, 9)
+
+
+async def test_a_whole_answer_without_usage_is_counted_and_marked_estimated(
+    upstream: FakeUpstream, make_backend: Make, reference: Any
+) -> None:
+    upstream.default = json_reply(200, whole_chat(ANSWER, with_usage=False))
+    backend = await make_backend(upstream.url)
+    request = GenerationRequest("req-w", ChatPrompt(MESSAGES), SamplingOptions(max_tokens=16), whole=True)
+    chunks, error = await run(backend, request)
+    assert error is None
+    final = chunks[-1].usage
+    assert final is not None and final.estimated
+    assert final.completion_tokens == len(reference.encode(ANSWER, add_special_tokens=False))
+
+
+async def test_a_whole_answer_is_retried_after_a_500_and_times_out_on_its_own_limit(
+    upstream: FakeUpstream, make_backend: Make
+) -> None:
+    upstream.script = [json_reply(500, {"error": {"message": "busy"}})]
+    upstream.default = json_reply(200, whole_chat(ANSWER))
+    backend = await make_backend(upstream.url)
+    request = GenerationRequest("req-w", ChatPrompt(MESSAGES), whole=True)
+    chunks, error = await run(backend, request)
+    assert error is None and chunks[0].choices[0].text == ANSWER
+    upstream.default = no_answer()
+    slow = await make_backend(upstream.url, answer_timeout_s=0.3, retries=0)
+    _, error = await run(slow, request)
+    assert isinstance(error, UpstreamTimeout)
