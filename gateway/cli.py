@@ -49,6 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.utilization import UtilizationMeter, deployment_costs
 
     settings = Settings.from_env()
+    if settings.ledger_durability not in ("power-loss", "crash"):
+        print("error: MAAS_LEDGER_DURABILITY must be power-loss (default) or crash", file=sys.stderr)
+        return 2
     try:
         catalog = load_catalog(Path(args.config))
     except CatalogError as exc:
@@ -79,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     )
     keystore = KeyStore(settings.database_path)
-    ledger = open_ledger(settings.database_url, str(settings.database_path))
+    ledger = open_ledger(settings.database_url, str(settings.database_path), settings.ledger_durability)
     admission = open_admission(settings.database_url, str(settings.database_path))
     try:
         prepared = []

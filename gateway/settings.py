@@ -18,6 +18,8 @@ class Settings:
     models_dir: Path
     database_url: str | None = None
     """PostgreSQL URL for the ledger (several gateway replicas); None: SQLite under ``home``."""
+    ledger_durability: str = "power-loss"
+    """``power-loss`` (fsync before answering) or ``crash`` (survives a killed gateway); see open_ledger."""
 
     @property
     def database_path(self) -> Path:
@@ -28,7 +30,12 @@ class Settings:
         env = dict(os.environ) if environ is None else environ
         home = Path(env.get("MAAS_HOME") or Path.home() / ".maas").expanduser()
         models_dir = Path(env.get("MAAS_MODELS_DIR") or home / "models").expanduser()
-        return cls(home=home, models_dir=models_dir, database_url=env.get("MAAS_DATABASE_URL") or None)
+        return cls(
+            home=home,
+            models_dir=models_dir,
+            database_url=env.get("MAAS_DATABASE_URL") or None,
+            ledger_durability=env.get("MAAS_LEDGER_DURABILITY") or "power-loss",
+        )
 
     def ensure_dirs(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

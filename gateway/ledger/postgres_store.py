@@ -25,10 +25,12 @@ TIME_BUCKETS = {
 
 
 class PostgresStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, synchronous: bool = True) -> None:
         import psycopg
 
         self._write = psycopg.connect(url, autocommit=True)
+        if not synchronous:
+            self._write.execute("SET synchronous_commit TO off")
         self._read = psycopg.connect(url, autocommit=True)
         self._read_lock = threading.Lock()
         with self._write.transaction():

@@ -26,9 +26,11 @@ TIME_BUCKETS = {
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, synchronous: bool = True) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._path = str(path)
+        # FULL: a committed bill survives power loss; NORMAL (WAL): it survives a killed gateway only.
+        self._synchronous = "FULL" if synchronous else "NORMAL"
         self._write = self._connect()
         for statement in create_table("REAL", "INTEGER"):
             self._write.execute(statement)
@@ -39,7 +41,7 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # a committed bill survives power loss, not only a crash
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
         return conn
 
     def _add_missing_columns(self) -> None:

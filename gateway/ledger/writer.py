@@ -90,12 +90,20 @@ class Ledger:
         self.store.close()
 
 
-def open_ledger(database_url: str | None, sqlite_path: str) -> Ledger:
-    """PostgreSQL when ``database_url`` is given (postgresql://...), else SQLite at ``sqlite_path``."""
+def open_ledger(database_url: str | None, sqlite_path: str, durability: str = "power-loss") -> Ledger:
+    """PostgreSQL when ``database_url`` is given (postgresql://...), else SQLite at ``sqlite_path``.
+
+    ``durability``: ``power-loss`` (default) — an answered request's record survives a power loss (fsync
+    on every group commit); ``crash`` — it survives the gateway being killed or crashing, not a power loss
+    or an operating-system crash (no fsync per commit: SQLite ``synchronous=NORMAL`` in WAL mode,
+    PostgreSQL ``synchronous_commit=off``), for about 1.5 ms less latency per request on a typical disk.
+    """
+    if durability not in ("power-loss", "crash"):
+        raise ValueError(f"ledger durability must be 'power-loss' or 'crash', not {durability!r}")
     if database_url:
         from gateway.ledger.postgres_store import PostgresStore
 
-        return Ledger(PostgresStore(database_url))
+        return Ledger(PostgresStore(database_url, synchronous=durability == "power-loss"))
     from gateway.ledger.sqlite_store import SqliteStore
 
-    return Ledger(SqliteStore(sqlite_path))
+    return Ledger(SqliteStore(sqlite_path, synchronous=durability == "power-loss"))

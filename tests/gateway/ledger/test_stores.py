@@ -10,6 +10,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from backends.base import Usage
 from gateway.ledger import Ledger, UsageQuery, UsageRecord
 from gateway.ledger.records import charge_nanos
@@ -172,3 +174,46 @@ async def test_a_postgres_ledger_from_before_the_column_gets_it_on_open() -> Non
         assert flags == {"old": False, "new-0": True, "new-1": True}
     finally:
         drop_schema(schema)
+
+
+def test_crash_durability_skips_the_fsync_and_keeps_records_through_a_kill(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from gateway.ledger import open_ledger
+
+    path = tmp_path / "maas.db"
+    child = (
+        "import asyncio, sys, time\n"
+        "from gateway.ledger import open_ledger\n"
+        "from tests.gateway.ledger.test_stores import record\n"
+        f"ledger = open_ledger(None, {str(path)!r}, 'crash')\n"
+        "async def main():\n"
+        "    await asyncio.gather(*(ledger.record(record(f'r{i}')) for i in range(50)))\n"
+        "asyncio.run(main())\n"
+        "print('recorded', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "recorded"
+    proc.send_signal(signal.SIGKILL)  # no close, no checkpoint: only what was committed
+    proc.wait()
+    reopened = open_ledger(None, str(path))
+    try:
+        assert reopened.store.count() == 50
+    finally:
+        reopened.close()
+    conn = sqlite3.connect(path)
+    assert SqliteStore(path, synchronous=False)._write.execute("PRAGMA synchronous").fetchone() == (
+        1,
+    )  # NORMAL
+    assert SqliteStore(path)._write.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    conn.close()
+
+
+def test_an_unknown_durability_is_refused() -> None:
+    from gateway.ledger import open_ledger
+
+    with pytest.raises(ValueError, match="power-loss"):
+        open_ledger(None, "/nonexistent/maas.db", "sometimes")
