@@ -50,8 +50,8 @@ def overhead_markdown(result: Row) -> str:
         "Times in ms. TTFT: first chunk with content; gap: between content chunks. CPU ms/req: CPU of the "
         "system's own processes per request, net of their idle CPU (for `direct`, the mock's; for the "
         "gateway, front + Ray + replica with its fixed-rate engine, which stands in for the mock). "
-        "Gateway header: the gateway's own `x-maas-gateway-overhead-ms`, which excludes the wait for the "
-        "replica.",
+        "Gateway header: the gateway's own `x-maas-gateway-overhead-ms`: all its time except the "
+        "backend's own (the hop to a replica included).",
         "",
     ]
     for scenario, info in result["scenarios"].items():
