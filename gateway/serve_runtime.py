@@ -53,7 +53,12 @@ class RayModelClient:
 
     async def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]:
         if self._handle is None:  # made in the serving loop: the handle's router runs in that loop
-            self._handle = self._app_handle.options(stream=True)
+            self._handle = self._app_handle.options(
+                stream=True,
+                _by_reference=False,
+                request_serialization="pickle",
+                response_serialization="pickle",
+            )
         response = self._handle.generate.remote(request, whole)
         finished = False
         try:
