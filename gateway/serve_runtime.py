@@ -53,6 +53,8 @@ class RayModelClient:
 
     async def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]:
         if self._handle is None:  # made in the serving loop: the handle's router runs in that loop
+            # Requests and chunks go over Serve's direct gRPC channel to the replica, pickled, instead of
+            # Ray actor calls and object refs: measured, about half the CPU per request and per chunk.
             self._handle = self._app_handle.options(
                 stream=True,
                 _by_reference=False,
