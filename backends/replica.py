@@ -90,11 +90,9 @@ class ModelReplica:
             time.monotonic() - started,
         )
 
-    async def generate(
-        self, request: GenerationRequest, whole: bool = False
-    ) -> AsyncIterator[GenerationChunk]:
-        """Stream chunks for ``request``; with ``whole`` send one merged chunk at the end."""
-        async for chunk in timed(self._backend.generate(request), whole):
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream chunks for ``request``; for a ``whole`` request send one merged chunk at the end."""
+        async for chunk in timed(self._backend.generate(request), request.whole):
             yield chunk
 
     async def check_health(self) -> None:

@@ -30,8 +30,8 @@ TOKENS = 16
 
 
 class InstantModel:
-    async def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]:
-        if whole:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if request.whole:
             yield GenerationChunk([ChoiceDelta(0, "tok " * TOKENS, "stop")], Usage(12, TOKENS))
             return
         for i in range(TOKENS):

@@ -72,12 +72,12 @@ class LocalModelClient:
                     )
         return self._backend
 
-    async def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         backend = await self._ready()
         chunks = backend.generate(request)
         try:
             # No hop to cross here, so nothing to coalesce: each chunk goes out as soon as it exists.
-            async for chunk in timed(chunks, whole, merge_piled_up=False):
+            async for chunk in timed(chunks, request.whole, merge_piled_up=False):
                 yield chunk
         finally:
             closer = getattr(chunks, "aclose", None)

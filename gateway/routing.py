@@ -14,9 +14,9 @@ from gateway.token_count import PromptCounter
 
 
 class ModelClient(Protocol):
-    """Reaches one model's replicas. ``whole`` asks for the answer as a single merged chunk."""
+    """Reaches one model's replicas. ``request.whole`` asks for the answer as a single merged chunk."""
 
-    def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]: ...
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]: ...
 
 
 @dataclass(frozen=True)

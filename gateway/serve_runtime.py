@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import GenerationChunk, GenerationRequest, ModelSpec
-from backends.chips import BUILTIN_CHIPS, ChipKind, ray_actor_resources
+from backends.chips import ChipKind, ray_actor_resources
 from gateway.catalog import Catalog, ModelEntry
 from gateway.chip_capacity import InsufficientChips, capacity_problems, chip_demands
 from gateway.local_client import LocalModelClient, probe, runs_in_gateway
@@ -51,7 +51,7 @@ class RayModelClient:
         self._app_handle = handle
         self._handle: Any = None
 
-    async def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         if self._handle is None:  # made in the serving loop: the handle's router runs in that loop
             # Requests and chunks go over Serve's direct gRPC channel to the replica, pickled, instead of
             # Ray actor calls and object refs: measured, about half the CPU per request and per chunk.
@@ -61,7 +61,7 @@ class RayModelClient:
                 request_serialization="pickle",
                 response_serialization="pickle",
             )
-        response = self._handle.generate.remote(request, whole)
+        response = self._handle.generate.remote(request)
         finished = False
         try:
             async for chunk in response:
@@ -181,14 +181,13 @@ class ServeRuntime:
         self,
         models: list[tuple[ModelEntry, Path | str]],
         progress: Callable[[str], None],
-        chips: dict[str, ChipKind] | None = None,
+        chips: dict[str, ChipKind],
     ) -> list[RoutedModel]:
         """Deploy every model and wait until each is ready, reporting progress.
 
         Backends that only call another server run in this process (``gateway.local_client``); the
         others get a Serve application with replicas on their chips.
         """
-        chips = chips or dict(BUILTIN_CHIPS)
         specs = {
             model.name: model_spec(model, path, chips[model.deployments[0].chip]) for model, path in models
         }

@@ -97,7 +97,7 @@ async def run_call(
     generation = GenerationRequest(
         request_id=request_id, prompt=call.prompt, sampling=call.sampling, whole=not call.stream
     )
-    chunks = call.model.client.generate(generation, whole=not call.stream)
+    chunks = call.model.client.generate(generation)
     waiting = time.perf_counter()
     if meter.utilization is not None:
         meter.utilization.waiting(call.model.name, +1)

@@ -23,7 +23,7 @@ from gateway.telemetry import GatewayMetrics
 class NoClient:
     """Stands where a model client would; the tests that use it never generate."""
 
-    def generate(self, request: GenerationRequest, whole: bool) -> AsyncIterator[GenerationChunk]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         raise AssertionError("not used")
 
 

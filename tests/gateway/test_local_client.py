@@ -58,6 +58,7 @@ class RecordingBackend:
 
 SPEC = ModelSpec(name="m", weights_path="/none", context_length=64, chip="cpu")
 REQUEST = GenerationRequest("r", TextPrompt("hi"))
+WHOLE = GenerationRequest("r", TextPrompt("hi"), whole=True)
 
 
 def test_only_client_backends_without_chips_run_in_the_gateway() -> None:
@@ -76,8 +77,8 @@ def test_probe_starts_and_closes_an_instance_in_its_own_loop() -> None:
 async def test_backend_starts_once_and_whole_answers_are_merged() -> None:
     RecordingBackend.events.clear()
     client = LocalModelClient(SPEC, NAME)
-    whole = [c async for c in client.generate(REQUEST, whole=True)]
-    streamed = [c async for c in client.generate(REQUEST, whole=False)]
+    whole = [c async for c in client.generate(WHOLE)]
+    streamed = [c async for c in client.generate(REQUEST)]
     assert [c.choices[0].text for c in whole] == ["w0 w1 w2 "]
     assert whole[0].usage == Usage(2, 3)
     assert len(streamed) == 3
@@ -87,7 +88,7 @@ async def test_backend_starts_once_and_whole_answers_are_merged() -> None:
 async def test_a_client_that_leaves_closes_the_backend_stream() -> None:
     RecordingBackend.events.clear()
     client = LocalModelClient(SPEC, NAME)
-    chunks = client.generate(REQUEST, whole=False)
+    chunks = client.generate(REQUEST)
     await anext(chunks)
     await chunks.aclose()
     assert "stream closed" in RecordingBackend.events
@@ -96,6 +97,6 @@ async def test_a_client_that_leaves_closes_the_backend_stream() -> None:
 async def test_close_from_another_thread_runs_on_the_serving_loop() -> None:
     RecordingBackend.events.clear()
     client = LocalModelClient(SPEC, NAME)
-    [c async for c in client.generate(REQUEST, whole=True)]
+    [c async for c in client.generate(WHOLE)]
     await asyncio.to_thread(client.close)
     assert RecordingBackend.events[-1] == "aclose"
