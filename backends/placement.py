@@ -18,11 +18,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Placement:
-    chip: str
-    resource: str | None
-    count: float
-    visible_devices_env: str | None
-    devices: str | None
+    """What the replica holds: the visible-devices value its engine sees, and the device slots it claimed."""
+
+    devices: str | None = None
     claim: DeviceClaim | None = None
 
 
@@ -39,9 +37,7 @@ def _node_resource_total(resource: str) -> float:
 def place_replica(spec: ModelSpec) -> Placement:
     """Claim this replica's devices (custom-resource chips) and set the chip's visible-devices variable."""
     kind = spec.chip_kind
-    placement = Placement(
-        kind.name, kind.ray_resource, spec.chips_per_replica, kind.visible_devices_env, None
-    )
+    placement = Placement()
     if kind.ray_resource is None or spec.chips_per_replica == 0:
         return placement
     if not kind.ray_assigns_devices:

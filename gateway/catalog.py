@@ -152,15 +152,7 @@ class ChipSpec(_Strict):
     description: str = Field(default="", description="Shown by `maas chips`.")
 
     def kind(self) -> ChipKind:
-        return ChipKind(
-            name=self.name,
-            ray_resource=self.ray_resource,
-            visible_devices_env=self.visible_devices_env,
-            torch_device=self.torch_device,
-            torch_module=self.torch_module,
-            smi=self.smi,
-            description=self.description,
-        )
+        return ChipKind(**self.model_dump())  # the same fields; Ray never assigns devices for these
 
 
 class Pricing(_Strict):

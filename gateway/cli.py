@@ -41,7 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import build_app, open_admission
     from gateway.catalog_control import CatalogController
     from gateway.chip_capacity import InsufficientChips
-    from gateway.ledger import open_ledger
+    from gateway.ledger import DURABILITIES, open_ledger
     from gateway.model_prep import PreparationFailed, prepare_model
     from gateway.routing import ModelRouter
     from gateway.serve_runtime import DeploymentFailed, RayOptions, ServeRuntime
@@ -49,8 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.utilization import UtilizationMeter, deployment_costs
 
     settings = Settings.from_env()
-    if settings.ledger_durability not in ("power-loss", "crash"):
-        print("error: MAAS_LEDGER_DURABILITY must be power-loss (default) or crash", file=sys.stderr)
+    if settings.ledger_durability not in DURABILITIES:
+        print(f"error: MAAS_LEDGER_DURABILITY must be one of {', '.join(DURABILITIES)}", file=sys.stderr)
         return 2
     try:
         catalog = load_catalog(Path(args.config))

@@ -5,6 +5,6 @@ module per database (SQLite as the embedded default, PostgreSQL for several gate
 """
 
 from gateway.ledger.records import UsageQuery, UsageRecord, UsageRow
-from gateway.ledger.writer import Ledger, LedgerStore, open_ledger
+from gateway.ledger.writer import DURABILITIES, Ledger, LedgerStore, open_ledger
 
-__all__ = ["Ledger", "LedgerStore", "UsageQuery", "UsageRecord", "UsageRow", "open_ledger"]
+__all__ = ["DURABILITIES", "Ledger", "LedgerStore", "UsageQuery", "UsageRecord", "UsageRow", "open_ledger"]
