@@ -6,6 +6,8 @@ tokenizer) and refuses prompts that do not fit, with the same OpenAI-style messa
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from typing import Any
 
 from backends.base import ChatPrompt, Prompt, TextPrompt, TokenPrompt
@@ -31,6 +33,30 @@ def render_prompt(tokenizer: Any, prompt: Prompt, vocab_size: int) -> list[int]:
             )
         return list(prompt.token_ids)
     raise InvalidRequest("Unsupported prompt type.", param="prompt")
+
+
+class PromptRenderer:
+    """Renders prompts off the event loop, one at a time, in a thread of its own.
+
+    One thread, not the loop's shared pool: a Hugging Face fast tokenizer is not safe to use from several
+    threads at once, and vLLM's tokenizer guards it with a pool that deep-copies the whole tokenizer for
+    each concurrent caller (tens of milliseconds of CPU each, taken from the engine, in every burst of
+    arrivals). Rendering one prompt takes about a millisecond, so a single thread keeps up.
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int) -> None:
+        self._tokenizer = tokenizer
+        self._vocab_size = vocab_size
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+
+    async def render(self, prompt: Prompt) -> list[int]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._thread, render_prompt, self._tokenizer, prompt, self._vocab_size
+        )
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 def completion_budget(limit: int, prompt_len: int, requested: int | None) -> int:

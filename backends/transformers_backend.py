@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, ModelSpec, Usage
-from backends.prompting import completion_budget, render_prompt
+from backends.prompting import PromptRenderer, completion_budget
 from gateway.errors import BackendUnavailable, InvalidRequest
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class TransformersBackend:
         self.max_model_len = options.max_model_len or spec.context_length
         self._engine: Any = None
         self._tokenizer: Any = None
+        self._renderer: PromptRenderer | None = None
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> TransformersBackend:
@@ -97,6 +98,7 @@ class TransformersBackend:
             max_batch_size=self.options.max_batch_size,
             eos_token_ids=_eos_ids(model, self._tokenizer),
         )
+        self._renderer = PromptRenderer(self._tokenizer, self._engine.vocab_size)
         logger.info(
             "transformers engine ready model=%s device=%s dtype=%s", self.spec.name, device, model.dtype
         )
@@ -106,6 +108,9 @@ class TransformersBackend:
             raise BackendUnavailable("The engine of this replica has failed.")
 
     def stop(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
         if self._engine is not None:
             self._engine.stop()
             self._engine = None
@@ -125,13 +130,11 @@ class TransformersBackend:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         from backends.transformers_engine import EngineRequest, SeqOutput
 
-        engine = self._engine
-        if engine is None or not engine.alive:
+        engine, renderer = self._engine, self._renderer
+        if engine is None or renderer is None or not engine.alive:
             raise BackendUnavailable("The engine of this replica has failed.")
         self._validate(request)
-        prompt_ids = await asyncio.to_thread(
-            render_prompt, self._tokenizer, request.prompt, engine.vocab_size
-        )
+        prompt_ids = await renderer.render(request.prompt)
         max_tokens = completion_budget(self.max_model_len, len(prompt_ids), request.sampling.max_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[list[SeqOutput] | BaseException] = asyncio.Queue()

@@ -5,7 +5,6 @@ vLLM is imported in ``start()``, never at module load, so the catalog can be val
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import logging
@@ -26,7 +25,7 @@ from backends.base import (
     Usage,
 )
 from backends.chips import ChipUnavailable
-from backends.prompting import completion_budget, render_prompt
+from backends.prompting import PromptRenderer, completion_budget
 from gateway.errors import BackendUnavailable, InvalidRequest
 
 logger = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ class VLLMBackend:
         self.max_model_len = options.max_model_len or spec.context_length
         self._engine: Any = None
         self._tokenizer: Any = None
-        self._vocab_size = 0
+        self._renderer: PromptRenderer | None = None
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> VLLMBackend:
@@ -134,7 +133,7 @@ class VLLMBackend:
 
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.engine_kwargs()))
         self._tokenizer = self._engine.get_tokenizer()
-        self._vocab_size = len(self._tokenizer)
+        self._renderer = PromptRenderer(self._tokenizer, len(self._tokenizer))
 
     async def check_health(self) -> None:
         if self._engine is None:
@@ -142,6 +141,9 @@ class VLLMBackend:
         await self._engine.check_health()
 
     def stop(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
@@ -196,11 +198,11 @@ class VLLMBackend:
         return str(self._tokenizer.decode([token_id]))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        if self._engine is None:
+        if self._engine is None or self._renderer is None:
             raise BackendUnavailable("engine not started")
         if self._engine.errored:
             raise BackendUnavailable("The engine of this replica has failed.")
-        prompt_ids = await asyncio.to_thread(render_prompt, self._tokenizer, request.prompt, self._vocab_size)
+        prompt_ids = await self._renderer.render(request.prompt)
         max_tokens = completion_budget(self.max_model_len, len(prompt_ids), request.sampling.max_tokens)
         params = self._sampling_params(request.sampling, max_tokens)
         k = request.sampling.logprobs

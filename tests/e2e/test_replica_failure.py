@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+import httpx
 import openai
 import psutil
 import pytest
@@ -28,7 +29,16 @@ def replica_pids(gateway: Gateway) -> list[int]:
     return pids
 
 
+def healthy_replicas(gateway: Gateway, admin_key: str) -> int:
+    report = httpx.get(
+        gateway.base_url + "/admin/chips", headers={"Authorization": f"Bearer {admin_key}"}, timeout=10
+    ).json()
+    return int({m["model"]: m for m in report["models"]}[MODEL]["healthy_replicas"])
+
+
 def test_replica_killed_mid_stream_ends_the_stream_with_an_error_event(gateway: Gateway) -> None:
+    admin_key = gateway.create_key(admin=True)
+    assert healthy_replicas(gateway, admin_key) == 1
     victims = replica_pids(gateway)
     assert len(victims) == 1, victims
     stream = gateway.client().completions.create(
@@ -43,6 +53,13 @@ def test_replica_killed_mid_stream_ends_the_stream_with_an_error_event(gateway: 
     assert len(received) >= 2
     assert isinstance(info.value.body, dict) and info.value.body["code"] == "backend_unavailable"
 
+    # While Serve replaces it, the gateway reports no healthy replica and the model as not running.
+    deadline = time.monotonic() + 30
+    while healthy_replicas(gateway, admin_key) != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert healthy_replicas(gateway, admin_key) == 0
+    assert httpx.get(gateway.base_url + "/health", timeout=10).status_code == 503
+
     # Serve replaces the replica; the model answers again.
     deadline = time.monotonic() + 240
     while not (set(replica_pids(gateway)) - set(victims)) and time.monotonic() < deadline:
@@ -54,3 +71,4 @@ def test_replica_killed_mid_stream_ends_the_stream_with_an_error_event(gateway: 
     )
     assert "Paris" in (answer.choices[0].message.content or "")
     assert replica_pids(gateway) and replica_pids(gateway) != victims
+    assert healthy_replicas(gateway, admin_key) == 1
