@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         default="vllm-direct,maas,ray-serve-llm",
         help="comma-separated; also maas-worker-nice0 (the gateway with Ray workers at nice 0)",
     )
+    sub.choices["e2e"].add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the systems this many times over, interleaved; cells report the median",
+    )
     profiling = sub.add_parser("profile", help="yappi profile of the gateway front under overhead load")
     profiling.add_argument("--results-dir", type=Path, default=RESULTS)
     profiling.add_argument(
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from benchmarks import e2e
 
-        result = e2e.run(args.quick, args.results_dir, command, tuple(args.systems.split(",")))
+        result = e2e.run(args.quick, args.results_dir, command, tuple(args.systems.split(",")), args.rounds)
     print(markdown(result))
     return 0
 

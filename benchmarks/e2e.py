@@ -26,7 +26,8 @@ import psutil
 from benchmarks.e2e_systems import EXPERIMENTS, SYSTEMS, Endpoint, EngineSettings, engine_settings
 from benchmarks.machine import machine_info, versions
 from benchmarks.procs import REPO, ServerFailed
-from benchmarks.targets import e2e_targets
+from benchmarks.stats import median_rows
+from benchmarks.targets import e2e_targets, round_ratios
 from benchmarks.venvs import VenvFailed, ensure_venv
 from benchmarks.vllm_bench_client import BenchSpec
 
@@ -145,8 +146,14 @@ def _round(value: float | None) -> float | None:
 
 
 def run(
-    quick: bool, results_dir: Path, command: str, systems: tuple[str, ...] = tuple(SYSTEMS)
+    quick: bool,
+    results_dir: Path,
+    command: str,
+    systems: tuple[str, ...] = tuple(SYSTEMS),
+    rounds: int = 1,
 ) -> dict[str, Any]:
+    """Measure ``systems`` one after another, ``rounds`` times over (interleaved, so a slow drift of the
+    machine touches every system alike); with several rounds each cell reports the median of its rounds."""
     known = {**SYSTEMS, **EXPERIMENTS}
     unknown = [name for name in systems if name not in known]
     if unknown:
@@ -160,13 +167,13 @@ def run(
     settings = engine_settings()
     info: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
-    for name in systems:
+    for name, round_no in [(name, r) for r in range(1, rounds + 1) for name in systems]:
         t0 = time.monotonic()
         try:
             with known[name](settings, logs) as endpoint:
                 ready = round(time.monotonic() - t0, 1)
                 model_process = _model_process(endpoint.cpu_pids())
-                rows += _bench(endpoint, settings, plan, prompts)
+                rows += [{**row, "round": round_no} for row in _bench(endpoint, settings, plan, prompts)]
                 info[name] = {
                     "available": True,
                     "description": endpoint.description,
@@ -176,7 +183,8 @@ def run(
         except (ServerFailed, VenvFailed, RuntimeError, subprocess.TimeoutExpired) as exc:
             logger.warning("%s could not be measured: %s", name, exc)
             info[name] = {"available": False, "reason": _reason(exc)}
-        logger.info("%s done in %.0fs", name, time.monotonic() - t0)
+        logger.info("%s (round %d) done in %.0fs", name, round_no, time.monotonic() - t0)
+    cells = median_rows(rows, ("system", "concurrency")) if rounds > 1 else rows
     result: dict[str, Any] = {
         "benchmark": "e2e",
         "command": command,
@@ -193,10 +201,13 @@ def run(
         },
         "engine": {**settings.engine_kwargs, **settings.env, "weights": str(settings.weights)},
         "systems": info,
-        "results": rows,
+        "rounds": rounds,
+        "results": cells,
+        "round_results": rows if rounds > 1 else [],
         "logs": str(logs),
     }
-    result["targets"] = e2e_targets(rows)
+    result["targets"] = e2e_targets(cells)
+    result["round_ratios"] = round_ratios(rows) if rounds > 1 else []
     result["wall_s"] = round(time.monotonic() - started, 1)
     results_dir.mkdir(parents=True, exist_ok=True)
     # Only the standard set of systems is "the" latest result; a subset or an experiment goes beside it.

@@ -145,9 +145,15 @@ def e2e_markdown(result: Row) -> str:
         "Times in ms. path CPU s: CPU seconds of the processes between client and engine (HTTP front, "
         "Serve proxy, replica actors) during the run; busy cores: the whole machine's, out of "
         f"{result['machine']['cores']}; others' cores: all but the server (the benchmark client and "
-        "other users' work on this shared machine).",
+        "other users' work on this shared machine)."
+        + (f" Each cell: the median of {result['rounds']} rounds." if result.get("rounds", 1) > 1 else ""),
         "",
     ]
+    if result.get("round_ratios"):
+        per_round = ", ".join(
+            f"round {r['round']} {r['system']} {r['ratio']}" for r in result["round_ratios"]
+        )
+        lines += [f"c=16 output tokens/s over direct vLLM's in the same round: {per_round}.", ""]
     lines += _targets(result)
     return "\n".join(lines)
 

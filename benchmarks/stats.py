@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -26,3 +27,21 @@ def summary_ms(seconds: Sequence[float]) -> dict[str, float | None]:
         "p99": round(percentile(seconds, 99) * 1000, 3),
         "mean": round(sum(seconds) / len(seconds) * 1000, 3),
     }
+
+
+def median_rows(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One row per ``key`` value: the median of every numeric field over the rows that share it (the
+    first row's other fields), in first-seen order, with ``rounds`` (how many rows it summarises)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in key), []).append(row)
+    merged = []
+    for members in groups.values():
+        row = dict(members[0])
+        for field, value in members[0].items():
+            if field not in key and isinstance(value, int | float) and not isinstance(value, bool):
+                values = [m[field] for m in members if isinstance(m.get(field), int | float)]
+                row[field] = round(percentile(values, 50), 3)
+        row["rounds"] = len(members)
+        merged.append(row)
+    return merged

@@ -115,3 +115,28 @@ def e2e_targets(rows: list[Row], direct: str = "vllm-direct") -> list[Row]:
             )
         )
     return targets
+
+
+def round_ratios(rows: list[Row], direct: str = "vllm-direct", concurrency: int = 16) -> list[Row]:
+    """Output tokens/s of each system over direct vLLM's in the same round, at ``concurrency``."""
+    ratios = []
+    for row in rows:
+        if row["system"] == direct or row["concurrency"] != concurrency:
+            continue
+        base = next(
+            (
+                r
+                for r in rows
+                if r["system"] == direct and r["concurrency"] == concurrency and r["round"] == row["round"]
+            ),
+            None,
+        )
+        ratio = _ratio(row, base, "output_tok_s")
+        ratios.append(
+            {
+                "round": row["round"],
+                "system": row["system"],
+                "ratio": None if ratio is None else round(ratio, 3),
+            }
+        )
+    return ratios

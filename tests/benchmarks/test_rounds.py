@@ -1,0 +1,34 @@
+"""Several interleaved benchmark rounds: each cell is the median of its rounds, ratios are per round."""
+
+from __future__ import annotations
+
+from benchmarks.stats import median_rows
+from benchmarks.targets import round_ratios
+
+
+def row(system: str, concurrency: int, round_no: int, tok_s: float) -> dict[str, object]:
+    return {"system": system, "concurrency": concurrency, "round": round_no, "output_tok_s": tok_s}
+
+
+ROWS = [
+    row("vllm-direct", 16, 1, 100.0),
+    row("maas", 16, 1, 90.0),
+    row("vllm-direct", 16, 2, 80.0),
+    row("maas", 16, 2, 78.0),
+    row("vllm-direct", 16, 3, 90.0),
+    row("maas", 16, 3, 95.0),
+    row("maas", 1, 1, 10.0),
+]
+
+
+def test_median_rows_summarise_each_system_and_concurrency_over_its_rounds() -> None:
+    cells = {(r["system"], r["concurrency"]): r for r in median_rows(ROWS, ("system", "concurrency"))}
+    assert cells[("vllm-direct", 16)]["output_tok_s"] == 90.0
+    assert cells[("maas", 16)]["output_tok_s"] == 90.0
+    assert cells[("maas", 16)]["rounds"] == 3
+    assert cells[("maas", 1)]["output_tok_s"] == 10.0 and cells[("maas", 1)]["rounds"] == 1
+
+
+def test_round_ratios_compare_each_round_with_direct_vllm_in_the_same_round() -> None:
+    ratios = round_ratios(ROWS)
+    assert [(r["round"], r["ratio"]) for r in ratios] == [(1, 0.9), (2, 0.975), (3, 1.056)]
