@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["e2e"].add_argument(
         "--systems",
         default="vllm-direct,maas,ray-serve-llm",
-        help="comma-separated; also maas-worker-nice0 (the gateway with Ray workers at nice 0)",
+        help="comma-separated; experiments: vllm-direct-1core, maas-1core (one core kept free of the engine)",
     )
     sub.choices["e2e"].add_argument(
         "--rounds",

@@ -8,7 +8,7 @@ direct vLLM (its OpenAI server), our gateway (``maas serve models.yaml``) and Ra
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from benchmarks.maas_server import MODELS_DIR, process_roles, start_maas
 from benchmarks.procs import REPO, VENV_PYTHON, Server, free_port, start_server
@@ -148,11 +149,24 @@ def vllm_direct(settings: EngineSettings, log_dir: Path) -> Iterator[Endpoint]:
         )
 
 
+def catalog_for(settings: EngineSettings, folder: Path) -> Path:
+    """``models.yaml``, or a copy of it in ``folder`` whose first deployment reserves the settings' cores."""
+    if settings.reserved_cores == engine_settings().reserved_cores:
+        return CATALOG
+    catalog = yaml.safe_load(CATALOG.read_text())
+    catalog["models"][0]["deployments"][0]["engine"]["cpu_reserved_cores"] = settings.reserved_cores
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"models-reserved-{settings.reserved_cores}.yaml"
+    path.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    return path
+
+
 @contextlib.contextmanager
 def maas(
     settings: EngineSettings, log_dir: Path, *, system: str = "maas", extra_env: dict[str, str] | None = None
 ) -> Iterator[Endpoint]:
-    gateway = start_maas(CATALOG, log_dir=log_dir, ready_timeout_s=300, extra_env=extra_env)
+    catalog = catalog_for(settings, log_dir)
+    gateway = start_maas(catalog, log_dir=log_dir, ready_timeout_s=300, extra_env=extra_env)
     try:
         seconds = gateway.server.wait_ready(_chat_ok(SERVED_NAME, gateway.key), timeout_s=120)
         yield Endpoint(
@@ -203,10 +217,23 @@ SYSTEMS: dict[str, SystemFactory] = {
     "maas": maas,
     "ray-serve-llm": ray_serve_llm,
 }
-# Experiments, run only when named (`--systems`): Ray starts its workers at nice 15, so the gateway's
-# engine (a Ray worker's child) yields the CPU to every normal process; this variant asks Ray for 0.
+
+
+def _one_core_free(factory: SystemFactory, system: str) -> SystemFactory:
+    """``factory`` with the engine's threads kept off one core (vLLM's VLLM_CPU_NUM_OF_RESERVED_CPU), so
+    the processes between client and engine have a core the engine does not use, as on an accelerator."""
+
+    @contextlib.contextmanager
+    def variant(settings: EngineSettings, log_dir: Path) -> Iterator[Endpoint]:
+        with factory(dataclasses.replace(settings, reserved_cores=settings.reserved_cores + 1), log_dir) as e:
+            yield dataclasses.replace(e, system=system, description=e.description + ", one core kept free")
+
+    return variant
+
+
+# Experiments, run only when named (`--systems`): both peers with one core kept free of the engine. Each
+# `-1core` system is compared with `vllm-direct-1core`.
 EXPERIMENTS: dict[str, SystemFactory] = {
-    "maas-worker-nice0": functools.partial(
-        maas, system="maas-worker-nice0", extra_env={"RAY_worker_niceness": "0"}
-    ),
+    "vllm-direct-1core": _one_core_free(vllm_direct, "vllm-direct-1core"),
+    "maas-1core": _one_core_free(maas, "maas-1core"),
 }

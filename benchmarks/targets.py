@@ -90,9 +90,18 @@ def overhead_targets(rows: list[Row], stream_tokens: int) -> list[Row]:
     return targets
 
 
-def e2e_targets(rows: list[Row], direct: str = "vllm-direct") -> list[Row]:
+DIRECT = "vllm-direct"
+ONE_CORE_FREE = "-1core"  # experiment variants, each compared with direct vLLM's variant
+
+
+def direct_for(system: str) -> str:
+    return DIRECT + ONE_CORE_FREE if system.endswith(ONE_CORE_FREE) else DIRECT
+
+
+def e2e_targets(rows: list[Row]) -> list[Row]:
     targets: list[Row] = []
-    for system in sorted({r["system"] for r in rows} - {direct}):
+    for system in sorted({r["system"] for r in rows} - {DIRECT, DIRECT + ONE_CORE_FREE}):
+        direct = direct_for(system)
         ttft = _diff(_find(rows, system, 1), _find(rows, direct, 1), "ttft_p50_ms")
         is_gateway = system in GATEWAY_SYSTEMS
         targets.append(
@@ -117,26 +126,15 @@ def e2e_targets(rows: list[Row], direct: str = "vllm-direct") -> list[Row]:
     return targets
 
 
-def round_ratios(rows: list[Row], direct: str = "vllm-direct", concurrency: int = 16) -> list[Row]:
+def round_ratios(rows: list[Row], concurrency: int = 16) -> list[Row]:
     """Output tokens/s of each system over direct vLLM's in the same round, at ``concurrency``."""
     ratios = []
     for row in rows:
+        direct = direct_for(row["system"])
         if row["system"] == direct or row["concurrency"] != concurrency:
             continue
-        base = next(
-            (
-                r
-                for r in rows
-                if r["system"] == direct and r["concurrency"] == concurrency and r["round"] == row["round"]
-            ),
-            None,
-        )
-        ratio = _ratio(row, base, "output_tok_s")
-        ratios.append(
-            {
-                "round": row["round"],
-                "system": row["system"],
-                "ratio": None if ratio is None else round(ratio, 3),
-            }
-        )
+        same_round = [r for r in rows if r["round"] == row["round"]]
+        ratio = _ratio(row, _find(same_round, direct, concurrency), "output_tok_s")
+        rounded = None if ratio is None else round(ratio, 3)
+        ratios.append({"round": row["round"], "system": row["system"], "ratio": rounded})
     return ratios

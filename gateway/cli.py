@@ -8,6 +8,7 @@ maas catalog check PATH
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import signal
@@ -28,6 +29,20 @@ logger = logging.getLogger("maas")
 
 def _progress(message: str) -> None:
     print(f"[maas] {message}", file=sys.stderr, flush=True)
+
+
+def _freeze_startup_heap() -> None:
+    """Collect once, then keep everything built at start-up (Ray, the app, the catalog) out of later
+    collections, as vLLM's server and Serve's replicas do: otherwise every full collection while serving
+    walks the whole start-up heap again, a pause that also takes its CPU from the engines."""
+    started = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    logger.info(
+        "startup heap frozen objects=%d collect_ms=%.0f",
+        gc.get_freeze_count(),
+        (time.perf_counter() - started) * 1000,
+    )
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -114,6 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
         server = uvicorn.Server(config)
+        _freeze_startup_heap()
         _progress(f"ready in {time.monotonic() - started:.1f}s")
         print(f"Serving OpenAI-compatible API at http://{args.host}:{args.port}/v1", flush=True)
         server.run()

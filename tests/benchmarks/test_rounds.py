@@ -32,3 +32,12 @@ def test_median_rows_summarise_each_system_and_concurrency_over_its_rounds() -> 
 def test_round_ratios_compare_each_round_with_direct_vllm_in_the_same_round() -> None:
     ratios = round_ratios(ROWS)
     assert [(r["round"], r["ratio"]) for r in ratios] == [(1, 0.9), (2, 0.975), (3, 1.056)]
+
+
+def test_one_core_free_variants_are_compared_with_direct_vllm_in_the_same_variant() -> None:
+    rows = [
+        row("vllm-direct", 16, 1, 100.0),
+        row("vllm-direct-1core", 16, 1, 50.0),
+        row("maas-1core", 16, 1, 49.0),
+    ]
+    assert [(r["system"], r["ratio"]) for r in round_ratios(rows)] == [("maas-1core", 0.98)]
