@@ -1,6 +1,6 @@
 """End-to-end benchmark on the real SmolLM2 model on vLLM-CPU, measured with vLLM's own client.
 
-    python -m benchmarks e2e [--quick]
+    python -m benchmarks e2e [--quick] [--systems a,b] [--rounds N]
 
 Direct vLLM, our gateway and Ray Serve LLM run one after another (one engine at a time on this machine),
 with the same engine settings, and ``vllm bench serve`` (``benchmarks.vllm_bench_client``) drives each

@@ -41,7 +41,9 @@ def median_rows(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[s
         for field, value in members[0].items():
             if field not in key and isinstance(value, int | float) and not isinstance(value, bool):
                 values = [m[field] for m in members if isinstance(m.get(field), int | float)]
-                row[field] = round(percentile(values, 50), 3)
+                middle = percentile(values, 50)
+                whole = all(isinstance(v, int) for v in values) and middle == int(middle)
+                row[field] = int(middle) if whole else round(middle, 3)
         row["rounds"] = len(members)
         merged.append(row)
     return merged
