@@ -43,7 +43,7 @@ REPLICA_ENV = {
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",
 }
 
-# Ray's own background work on the private head, trimmed. Measured idle on 2 cores: Ray's processes took 12%
+# Ray's own background work on the private head, trimmed. Measured idle on 2 cores: Ray's processes took 13%
 # of a core with the defaults and 7% with these, all of it taken from the engines under load.
 PRIVATE_HEAD_ENV = {
     "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",  # the controller reconciles twice a second, not ten times
