@@ -98,9 +98,13 @@ def direct_for(system: str) -> str:
     return DIRECT + ONE_CORE_FREE if system.endswith(ONE_CORE_FREE) else DIRECT
 
 
+def is_direct(system: str) -> bool:
+    return direct_for(system) == system
+
+
 def e2e_targets(rows: list[Row]) -> list[Row]:
     targets: list[Row] = []
-    for system in sorted({r["system"] for r in rows} - {DIRECT, DIRECT + ONE_CORE_FREE}):
+    for system in sorted({r["system"] for r in rows if not is_direct(r["system"])}):
         direct = direct_for(system)
         ttft = _diff(_find(rows, system, 1), _find(rows, direct, 1), "ttft_p50_ms")
         is_gateway = system in GATEWAY_SYSTEMS
@@ -130,11 +134,10 @@ def round_ratios(rows: list[Row], concurrency: int = 16) -> list[Row]:
     """Output tokens/s of each system over direct vLLM's in the same round, at ``concurrency``."""
     ratios = []
     for row in rows:
-        direct = direct_for(row["system"])
-        if row["system"] == direct or row["concurrency"] != concurrency:
+        if is_direct(row["system"]) or row["concurrency"] != concurrency:
             continue
         same_round = [r for r in rows if r["round"] == row["round"]]
-        ratio = _ratio(row, _find(same_round, direct, concurrency), "output_tok_s")
+        ratio = _ratio(row, _find(same_round, direct_for(row["system"]), concurrency), "output_tok_s")
         rounded = None if ratio is None else round(ratio, 3)
         ratios.append({"round": row["round"], "system": row["system"], "ratio": rounded})
     return ratios
