@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     table = sub.add_parser("table", help="print a result JSON as Markdown tables")
     table.add_argument("file", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "e2e" and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
