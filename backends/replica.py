@@ -1,21 +1,26 @@
 """The Ray Serve replica that hosts one backend for one model deployment.
 
-The gateway calls ``generate`` through a streaming ``DeploymentHandle``. Every chunk that crosses the handle
-costs CPU (about 1.5 ms here), so the replica coalesces: chunks that pile up while the previous one is
-still being sent go out merged as one, and a whole (non-streamed) answer goes out as a single chunk. No
-chunk is ever delayed on purpose.
+Requests arrive over the replica channel (``backends.replica_link``) when the gateway gave the replica a
+ticket, and through Serve's streaming ``DeploymentHandle`` (``generate``) otherwise or meanwhile. Every
+chunk that crosses the handle costs CPU (about 1.5 ms here), so on that path the replica coalesces: chunks
+that pile up while the previous one is still being sent go out merged as one, and a whole (non-streamed)
+answer goes out as a single chunk. No chunk is ever delayed on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 
 from backends.base import Backend, GenerationChunk, GenerationRequest, ModelSpec, merge_chunks
+from backends.channel_wire import ChannelTicket
 from backends.placement import Placement, place_replica
 from backends.registry import load_backend_class
+from backends.replica_link import ReplicaLink
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +80,20 @@ async def timed(
 class ModelReplica:
     """Ray Serve deployment class: one backend instance per replica (Serve awaits the async constructor)."""
 
-    async def __init__(self, spec: ModelSpec, backend: str) -> None:  # type: ignore[misc]
+    DRAIN_TIMEOUT_S = 25.0  # within the deployment's graceful_shutdown_timeout_s
+
+    async def __init__(  # type: ignore[misc]
+        self, spec: ModelSpec, backend: str, ticket: ChannelTicket | None = None
+    ) -> None:
         started = time.monotonic()
         self._spec = spec
+        self._link: ReplicaLink | None = None
         self._placement: Placement = place_replica(spec)  # before the engine reads its visible devices
         self._backend: Backend = load_backend_class(backend).from_spec(spec)
         await self._backend.start()
+        if ticket is not None:
+            self._link = ReplicaLink(ticket, f"{socket.gethostname()}:{os.getpid()}", self._stream)
+            self._link.start()
         logger.info(
             "replica ready model=%s backend=%s chip=%s devices=%s seconds=%.1f",
             spec.name,
@@ -95,10 +108,18 @@ class ModelReplica:
         async for chunk in timed(self._backend.generate(request), request.whole):
             yield chunk
 
+    def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        # The channel batches every ready chunk per frame itself: no coalescing task per request.
+        return timed(self._backend.generate(request), request.whole, merge_piled_up=False)
+
     async def check_health(self) -> None:
         await self._backend.check_health()
 
-    def __del__(self) -> None:
+    async def __del__(self) -> None:
+        """Serve's graceful shutdown: requests on the channel finish first (Serve only waits for its own)."""
+        link = getattr(self, "_link", None)
+        if link is not None:
+            await link.close(self.DRAIN_TIMEOUT_S)
         backend = getattr(self, "_backend", None)
         if backend is not None:
             backend.stop()

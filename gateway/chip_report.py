@@ -13,6 +13,7 @@ def chip_report(
     statuses: Mapping[str, str],
     healthy: Mapping[str, int],
     cluster: Mapping[str, Mapping[str, float]],
+    channels: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The body of ``GET /admin/chips`` (and what ``maas chips`` prints)."""
     kinds = catalog.chip_kinds()
@@ -30,6 +31,8 @@ def chip_report(
                 "pool": deployment.pool,
                 "replicas": deployment.replicas,
                 "healthy_replicas": int(healthy.get(model.name, 0)),
+                # replicas streaming to this gateway over their own channel (the rest: Serve's handle)
+                "replica_channels": int((channels or {}).get(model.name, 0)),
                 "status": statuses.get(model.name, "UNKNOWN"),
             }
         )

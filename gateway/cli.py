@@ -8,6 +8,7 @@ maas catalog check PATH
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import logging
@@ -18,11 +19,17 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from gateway.catalog import CatalogError, load_catalog
 from gateway.cli_chips import add_chip_commands
 from gateway.keystore import Budget, KeyStore, RateLimits
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from gateway.serve_runtime import ServeRuntime
 
 logger = logging.getLogger("maas")
 
@@ -94,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             num_cpus=args.ray_num_cpus,
             resources=resources,
             address=args.ray_address,
+            channels=settings.replica_channels,
         )
     )
     keystore = KeyStore(settings.database_path)
@@ -132,7 +140,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _freeze_startup_heap()
         _progress(f"ready in {time.monotonic() - started:.1f}s")
         print(f"Serving OpenAI-compatible API at http://{args.host}:{args.port}/v1", flush=True)
-        server.run()
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as loop:
+            loop.run(_serve(server, runtime))
     except (PreparationFailed, DeploymentFailed, InsufficientChips) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -148,6 +157,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keystore.close()
         _progress("stopped")
     return 0
+
+
+async def _serve(server: uvicorn.Server, runtime: ServeRuntime) -> None:
+    """uvicorn's loop, which also accepts the replicas' channels: their chunks land where requests wait."""
+    await runtime.serve_channels()
+    await server.serve()
 
 
 def _parse_resources(text: str | None) -> dict[str, float] | None:

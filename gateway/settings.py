@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+OFF = {"0", "false", "no", "off"}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -21,6 +23,10 @@ class Settings:
     ledger_durability: str = "power-loss"
     """``power-loss`` (fsync before answering) or ``crash`` (survives a killed gateway); see open_ledger."""
 
+    replica_channels: bool = True
+    """Replicas stream to the gateway over their own channels (``MAAS_REPLICA_CHANNELS=0``: only through
+    Serve's handles)."""
+
     @property
     def database_path(self) -> Path:
         return self.home / "maas.db"
@@ -35,6 +41,7 @@ class Settings:
             models_dir=models_dir,
             database_url=env.get("MAAS_DATABASE_URL") or None,
             ledger_durability=env.get("MAAS_LEDGER_DURABILITY") or "power-loss",
+            replica_channels=(env.get("MAAS_REPLICA_CHANNELS") or "1").strip().lower() not in OFF,
         )
 
     def ensure_dirs(self) -> None:

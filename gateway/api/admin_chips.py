@@ -18,4 +18,6 @@ async def chips(request: Request, _: Admin) -> dict[str, Any]:
     controller = get_catalog_controller(request)
     runtime = controller.runtime
     cluster = await asyncio.to_thread(runtime.cluster_chips)  # a call to Ray's GCS
-    return chip_report(controller.catalog, runtime.statuses(), runtime.healthy_replicas(), cluster)
+    return chip_report(
+        controller.catalog, runtime.statuses(), runtime.healthy_replicas(), cluster, runtime.channel_counts()
+    )

@@ -29,16 +29,25 @@ def replica_pids(gateway: Gateway) -> list[int]:
     return pids
 
 
-def healthy_replicas(gateway: Gateway, admin_key: str) -> int:
+def chips_row(gateway: Gateway, admin_key: str) -> dict[str, object]:
     report = httpx.get(
         gateway.base_url + "/admin/chips", headers={"Authorization": f"Bearer {admin_key}"}, timeout=10
     ).json()
-    return int({m["model"]: m for m in report["models"]}[MODEL]["healthy_replicas"])
+    return dict({m["model"]: m for m in report["models"]}[MODEL])
+
+
+def healthy_replicas(gateway: Gateway, admin_key: str) -> int:
+    return int(chips_row(gateway, admin_key)["healthy_replicas"])  # type: ignore[call-overload]
+
+
+def replica_channels(gateway: Gateway, admin_key: str) -> int:
+    return int(chips_row(gateway, admin_key)["replica_channels"])  # type: ignore[call-overload]
 
 
 def test_replica_killed_mid_stream_ends_the_stream_with_an_error_event(gateway: Gateway) -> None:
     admin_key = gateway.create_key(admin=True)
     assert healthy_replicas(gateway, admin_key) == 1
+    assert replica_channels(gateway, admin_key) == 1  # the stream below comes over the replica's channel
     victims = replica_pids(gateway)
     assert len(victims) == 1, victims
     stream = gateway.client().completions.create(
@@ -58,6 +67,7 @@ def test_replica_killed_mid_stream_ends_the_stream_with_an_error_event(gateway: 
     while healthy_replicas(gateway, admin_key) != 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert healthy_replicas(gateway, admin_key) == 0
+    assert replica_channels(gateway, admin_key) == 0
     assert httpx.get(gateway.base_url + "/health", timeout=10).status_code == 503
 
     # Serve replaces the replica; the model answers again.
@@ -72,3 +82,4 @@ def test_replica_killed_mid_stream_ends_the_stream_with_an_error_event(gateway: 
     assert "Paris" in (answer.choices[0].message.content or "")
     assert replica_pids(gateway) and replica_pids(gateway) != victims
     assert healthy_replicas(gateway, admin_key) == 1
+    assert replica_channels(gateway, admin_key) == 1  # the new replica dialled the gateway again
