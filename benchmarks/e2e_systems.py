@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -171,7 +172,8 @@ def maas(
         seconds = gateway.server.wait_ready(_chat_ok(SERVED_NAME, gateway.key), timeout_s=120)
         yield Endpoint(
             system=system,
-            description="our gateway: `maas serve models.yaml` (Ray Serve replica → vLLM AsyncLLM)"
+            description="our gateway: `maas serve models.yaml` (replica channel to a Ray Serve replica → "
+            "vLLM AsyncLLM)"
             + (f", with {extra_env}" if extra_env else ""),
             base_url=gateway.server.base_url,
             model=SERVED_NAME,
@@ -236,4 +238,6 @@ def _one_core_free(factory: SystemFactory, system: str) -> SystemFactory:
 EXPERIMENTS: dict[str, SystemFactory] = {
     "vllm-direct-1core": _one_core_free(vllm_direct, "vllm-direct-1core"),
     "maas-1core": _one_core_free(maas, "maas-1core"),
+    # Our gateway with the replica channels off: every chunk crosses Serve's handle, as before them.
+    "maas-handle": functools.partial(maas, system="maas-handle", extra_env={"MAAS_REPLICA_CHANNELS": "0"}),
 }
