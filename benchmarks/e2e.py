@@ -26,7 +26,7 @@ import psutil
 from benchmarks.e2e_systems import EXPERIMENTS, SYSTEMS, Endpoint, EngineSettings, engine_settings
 from benchmarks.machine import machine_info, versions
 from benchmarks.procs import REPO, ServerFailed
-from benchmarks.stats import median_rows
+from benchmarks.stats import median_rows, round_schedule
 from benchmarks.targets import e2e_targets, round_ratios
 from benchmarks.venvs import VenvFailed, ensure_venv
 from benchmarks.vllm_bench_client import BenchSpec
@@ -152,8 +152,9 @@ def run(
     systems: tuple[str, ...] = tuple(SYSTEMS),
     rounds: int = 1,
 ) -> dict[str, Any]:
-    """Measure ``systems`` one after another, ``rounds`` times over (interleaved, so a slow drift of the
-    machine touches every system alike); with several rounds each cell reports the median of its rounds."""
+    """Measure ``systems`` one after another, ``rounds`` times over (interleaved and rotated, so a slow
+    drift of the machine or the order touches every system alike); with several rounds each cell reports
+    the median of its rounds."""
     known = {**SYSTEMS, **EXPERIMENTS}
     unknown = [name for name in systems if name not in known]
     if unknown:
@@ -167,7 +168,7 @@ def run(
     settings = engine_settings()
     info: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
-    for name, round_no in [(name, r) for r in range(1, rounds + 1) for name in systems]:
+    for name, round_no in round_schedule(systems, rounds):
         t0 = time.monotonic()
         try:
             with known[name](settings, logs) as endpoint:

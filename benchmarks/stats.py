@@ -47,3 +47,14 @@ def median_rows(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[s
         row["rounds"] = len(members)
         merged.append(row)
     return merged
+
+
+def round_schedule(systems: Sequence[str], rounds: int) -> list[tuple[str, int]]:
+    """``(system, round)`` in run order: every round runs every system, each round starting one system
+    later than the one before, so no system always runs first (right after the machine was idle) or
+    always right after the same neighbour."""
+    return [
+        (systems[(start + i) % len(systems)], start + 1)
+        for start in range(rounds)
+        for i in range(len(systems))
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.stats import median_rows
+from benchmarks.stats import median_rows, round_schedule
 from benchmarks.targets import round_ratios
 
 
@@ -41,3 +41,15 @@ def test_one_core_free_variants_are_compared_with_direct_vllm_in_the_same_varian
         row("maas-1core", 16, 1, 49.0),
     ]
     assert [(r["system"], r["ratio"]) for r in round_ratios(rows)] == [("maas-1core", 0.98)]
+
+
+def test_each_round_runs_every_system_once_and_starts_with_a_different_one() -> None:
+    schedule = round_schedule(["direct", "maas", "handle"], 4)
+    by_round = [[s for s, r in schedule if r == n] for n in range(1, 5)]
+    assert by_round == [
+        ["direct", "maas", "handle"],
+        ["maas", "handle", "direct"],
+        ["handle", "direct", "maas"],
+        ["direct", "maas", "handle"],
+    ]
+    assert [r for _, r in schedule] == sorted(r for _, r in schedule)  # rounds run one after another
