@@ -89,14 +89,22 @@ class ReplicaLink:
         return self._connected.is_set()
 
     async def _dial(self) -> None:
-        delay = 0.1
+        delay, failures = 0.1, 0
         while not self._closing:
             try:
                 reader, writer = await asyncio.open_connection(self._ticket.host, self._ticket.port)
             except OSError as exc:
-                logger.info("replica channel dial failed app=%s error=%s", self._ticket.app, exc)
+                failures += 1
+                if failures == 1:  # once per outage: Serve's handle serves this replica meanwhile
+                    logger.warning(
+                        "replica channel cannot reach the gateway app=%s address=%s:%d error=%s",
+                        self._ticket.app,
+                        self._ticket.host,
+                        self._ticket.port,
+                        exc,
+                    )
             else:
-                delay = 0.1
+                delay, failures = 0.1, 0
                 await self._run_connection(reader, writer)
             if not self._closing:
                 await asyncio.sleep(delay)

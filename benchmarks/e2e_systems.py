@@ -164,7 +164,12 @@ def catalog_for(settings: EngineSettings, folder: Path) -> Path:
 
 @contextlib.contextmanager
 def maas(
-    settings: EngineSettings, log_dir: Path, *, system: str = "maas", extra_env: dict[str, str] | None = None
+    settings: EngineSettings,
+    log_dir: Path,
+    *,
+    system: str = "maas",
+    extra_env: dict[str, str] | None = None,
+    hop: str = "replica channel",
 ) -> Iterator[Endpoint]:
     catalog = catalog_for(settings, log_dir)
     gateway = start_maas(catalog, log_dir=log_dir, ready_timeout_s=300, extra_env=extra_env)
@@ -172,8 +177,7 @@ def maas(
         seconds = gateway.server.wait_ready(_chat_ok(SERVED_NAME, gateway.key), timeout_s=120)
         yield Endpoint(
             system=system,
-            description="our gateway: `maas serve models.yaml` (replica channel to a Ray Serve replica → "
-            "vLLM AsyncLLM)"
+            description=f"our gateway: `maas serve models.yaml` ({hop} to a Ray Serve replica → vLLM)"
             + (f", with {extra_env}" if extra_env else ""),
             base_url=gateway.server.base_url,
             model=SERVED_NAME,
@@ -239,5 +243,7 @@ EXPERIMENTS: dict[str, SystemFactory] = {
     "vllm-direct-1core": _one_core_free(vllm_direct, "vllm-direct-1core"),
     "maas-1core": _one_core_free(maas, "maas-1core"),
     # Our gateway with the replica channels off: every chunk crosses Serve's handle, as before them.
-    "maas-handle": functools.partial(maas, system="maas-handle", extra_env={"MAAS_REPLICA_CHANNELS": "0"}),
+    "maas-handle": functools.partial(
+        maas, system="maas-handle", extra_env={"MAAS_REPLICA_CHANNELS": "0"}, hop="Serve DeploymentHandle"
+    ),
 }

@@ -228,3 +228,13 @@ def test_a_frame_merges_each_streams_consecutive_chunks_and_keeps_order() -> Non
     assert first.engine_seconds == 0.5 and first.usage == Usage(3, 2)
     assert merged[1][2].choices[0].text == "xy"
     assert pack(merged)  # every event pickles
+
+
+async def test_a_replica_that_cannot_reach_the_gateway_keeps_serving_and_stops_cleanly() -> None:
+    hub = ChannelHub("127.0.0.1")  # bound, then closed: nothing listens on its port any more
+    ticket = hub.ticket(APP, "r1")
+    hub.close()
+    link = ReplicaLink(ticket, "test-replica", Engine().serve, max_backoff_s=0.05)
+    link.start()
+    assert not await link.wait_connected(0.5)  # dialling again and again, quietly
+    await asyncio.wait_for(link.close(drain_timeout_s=1), 2)
