@@ -22,7 +22,7 @@ import secrets
 import socket
 from collections import defaultdict
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from backends.base import GenerationChunk, GenerationRequest, merge_chunks
@@ -145,13 +145,14 @@ class ReplicaChannel:
 
 @dataclass(frozen=True)
 class ChannelRoute:
-    """Where one deployment release's requests go: its replicas' channels, least busy first."""
+    """Where one deployment release's requests go: the least busy of its replicas' channels."""
 
     hub: ChannelHub
     app: str
     release: str
     replicas: int
     max_ongoing: int
+    turns: itertools.count[int] = field(default_factory=itertools.count, compare=False)
 
     async def acquire(self) -> ReplicaChannel | None:
         """A channel with room, counted as busy; ``None`` when not every replica has one (use Serve's
@@ -160,7 +161,8 @@ class ChannelRoute:
             channels = self.hub.open_channels(self.app, self.release)
             if len(channels) < self.replicas:
                 return None
-            channel = min(channels, key=lambda c: c.in_flight)
+            turn = next(self.turns) % len(channels)  # ties go round the replicas, not always to the first
+            channel = min(channels[turn:] + channels[:turn], key=lambda c: c.in_flight)
             if channel.in_flight < self.max_ongoing:
                 channel.in_flight += 1
                 return channel

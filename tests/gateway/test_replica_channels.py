@@ -191,6 +191,22 @@ async def test_requests_go_to_the_least_busy_replica_and_wait_while_all_are_full
         assert await asyncio.wait_for(waiting, 5) is first
 
 
+async def test_requests_one_after_another_take_turns_on_idle_replicas(hub: ChannelHub) -> None:
+    engine_a, engine_b = Engine(), Engine()
+    async with replica(hub, engine_a), replica(hub, engine_b):
+        await until(lambda: len(hub.open_channels(APP, "r1")) == 2)
+        route = hub.route(APP, "r1", replicas=2, max_ongoing=4)
+        used: list[ReplicaChannel] = []
+        for n in range(4):
+            engine_a.feed(f"q{n}", None)
+            engine_b.feed(f"q{n}", None)
+            channel = await route.acquire()
+            assert channel is not None
+            used.append(channel)
+            assert [c async for c in channel.stream(request(f"q{n}"))] == []
+        assert used[0] is not used[1] and used[0] is used[2] and used[1] is used[3]
+
+
 async def test_a_release_is_routed_only_to_its_own_replicas(hub: ChannelHub) -> None:
     async with replica(hub, Engine(), release="old"):
         assert await hub.route(APP, "new", replicas=1, max_ongoing=8).acquire() is None
