@@ -22,6 +22,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.errors import GatewayError
+
 GENERATE, ABORT = 1, 2
 CHUNK, END, ERROR, DRAINING = 1, 2, 3, 4
 
@@ -76,9 +78,14 @@ async def read_message(reader: asyncio.StreamReader) -> Any:
 
 
 def portable_error(exc: BaseException) -> BaseException:
-    """``exc`` if it survives pickling, else a plain error with its text (the gateway maps both)."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
+    """What crosses the channel for ``exc``: the gateway's own error types as they are (their status,
+    code and param matter to the caller), anything else as a plain ``RuntimeError`` with its text. The
+    gateway answers a non-gateway error as an internal error either way, and never has to unpickle a
+    class it might not have (an engine's own exception types)."""
+    if isinstance(exc, GatewayError):
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            return GatewayError(str(exc))
+        return exc
+    return RuntimeError(f"{type(exc).__name__}: {exc}")

@@ -99,6 +99,13 @@ class ReplicaChannel:
                         logger.info("replica draining app=%s replica=%s", self.hello.app, self.hello.replica)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
+        except Exception as exc:  # a frame that cannot be read: this connection is not trusted further
+            logger.warning(
+                "replica channel bad frame app=%s replica=%s error=%s",
+                self.hello.app,
+                self.hello.replica,
+                type(exc).__name__,
+            )
         finally:
             self.closed = True
             lost = BackendUnavailable("The model replica serving this request stopped; retry.")

@@ -140,6 +140,20 @@ async def test_a_backend_error_reaches_the_gateway_as_the_same_error_type(hub: C
         assert info.value.param == "max_tokens"
 
 
+async def test_an_engine_error_arrives_as_an_internal_error_with_its_text(hub: ChannelHub) -> None:
+    class EngineDead(Exception):  # a type the gateway's process might not be able to import
+        pass
+
+    engine = Engine()
+    async with replica(hub, engine):
+        route = hub.route(APP, "r1", replicas=1, max_ongoing=8)
+        stream = await open_stream(route, request("dead"))
+        engine.feed("dead", EngineDead("engine core died"))
+        with pytest.raises(RuntimeError, match="EngineDead: engine core died"):
+            await anext(stream)
+        assert len(hub.open_channels(APP, "r1")) == 1  # the replica's other requests are not disturbed
+
+
 async def test_a_lost_replica_fails_its_open_streams_and_routing_falls_back(hub: ChannelHub) -> None:
     engine = Engine()
     async with replica(hub, engine):
