@@ -156,6 +156,11 @@ class UpstreamTimeout(ServerError):
     code = "timeout"
 
 
+def replica_lost() -> BackendUnavailable:
+    """The replica that held a request went away (its process died, its connection dropped)."""
+    return BackendUnavailable("The model replica serving this request stopped; retry.")
+
+
 def internal_error() -> ServerError:
     return ServerError("The server had an error while processing your request.")
 
@@ -174,5 +179,5 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
             return cause
         cause = inner or cause.__cause__
     if type(exc).__name__ in {"RayActorError", "ActorDiedError", "ActorUnavailableError"}:
-        return BackendUnavailable("The model replica serving this request stopped; retry.")
+        return replica_lost()
     return internal_error()

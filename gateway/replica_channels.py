@@ -39,7 +39,7 @@ from backends.channel_wire import (
     pack,
     read_frame,
 )
-from gateway.errors import BackendUnavailable
+from gateway.errors import replica_lost
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +108,8 @@ class ReplicaChannel:
             )
         finally:
             self.closed = True
-            lost = BackendUnavailable("The model replica serving this request stopped; retry.")
             for inbox in streams.values():
-                inbox.push(ERROR, lost)
+                inbox.push(ERROR, replica_lost())
             self._writer.close()
 
     def abort(self) -> None:
@@ -124,7 +123,7 @@ class ReplicaChannel:
         finished = False
         try:
             if self.closed:
-                raise BackendUnavailable("The model replica serving this request stopped; retry.")
+                raise replica_lost()
             self._writer.write(pack((GENERATE, stream_id, request)))
             while not finished:
                 chunks: list[GenerationChunk] = []
