@@ -130,13 +130,18 @@ class GenerationChunk:
 
 
 def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
-    """Fold consecutive deltas into one chunk (texts and logprobs appended per choice, last usage wins).
+    """Fold consecutive deltas into one chunk (texts and logprobs appended per choice, last usage wins,
+    the first ``engine_seconds`` stamp kept: it belongs to the first of the merged chunks).
 
-    Used by replicas to coalesce what piled up while the consumer was busy, and to build whole answers.
+    Used by replicas to coalesce what piled up while the consumer was busy, to build whole answers, and by
+    both ends of the replica channel to merge what one frame or one inbox holds for a request.
     """
     by_index: dict[int, ChoiceDelta] = {}
     usage: Usage | None = None
+    engine_seconds: float | None = None
     for chunk in chunks:
+        if engine_seconds is None:
+            engine_seconds = chunk.engine_seconds
         for delta in chunk.choices:
             acc = by_index.get(delta.index)
             if acc is None:
@@ -151,7 +156,9 @@ def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
                 acc.logprobs = (acc.logprobs or []) + delta.logprobs
         if chunk.usage is not None:
             usage = chunk.usage
-    return GenerationChunk(choices=[by_index[i] for i in sorted(by_index)], usage=usage)
+    return GenerationChunk(
+        choices=[by_index[i] for i in sorted(by_index)], usage=usage, engine_seconds=engine_seconds
+    )
 
 
 @dataclass(frozen=True)

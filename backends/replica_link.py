@@ -48,10 +48,7 @@ def batch(events: list[Event]) -> list[Event]:
     for stream, kind, payload in events:
         at = last_chunk.get(stream)
         if kind == CHUNK and at is not None:
-            previous = out[at][2]
-            merged = merge_chunks([previous, payload])
-            merged.engine_seconds = previous.engine_seconds
-            out[at] = (stream, CHUNK, merged)
+            out[at] = (stream, CHUNK, merge_chunks([out[at][2], payload]))
             continue
         if kind == CHUNK:
             last_chunk[stream] = len(out)

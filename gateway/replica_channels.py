@@ -136,9 +136,7 @@ class ReplicaChannel:
                     elif kind == ERROR:
                         finished, error = True, payload
                 if chunks:
-                    merged = chunks[0] if len(chunks) == 1 else merge_chunks(chunks)
-                    merged.engine_seconds = chunks[0].engine_seconds
-                    yield merged
+                    yield chunks[0] if len(chunks) == 1 else merge_chunks(chunks)
                 if error is not None:
                     raise error
         finally:

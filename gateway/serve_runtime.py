@@ -48,7 +48,7 @@ REPLICA_ENV = {
 }
 
 # Ray's own background work on the private head, trimmed. Measured idle on 2 cores: Ray's processes took 13%
-# of a core with the defaults, 7% with the first five settings and 5.4% -> 4.7% (all processes, engine
+# of a core with the defaults, 7% with the first five settings and 5.4% -> 4.5% (all processes, engine
 # included) with the rest; all of it is taken from the engines under load.
 PRIVATE_HEAD_ENV = {
     "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1",  # the controller reconciles once a second, not ten times

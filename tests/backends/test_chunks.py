@@ -32,6 +32,14 @@ def test_merge_appends_text_and_logprobs_per_choice_and_keeps_last_usage() -> No
     assert merged.usage == Usage(3, 4)
 
 
+def test_merge_keeps_the_first_chunks_engine_time_stamp() -> None:
+    first = GenerationChunk([ChoiceDelta(0, "a")], Usage(1, 1), engine_seconds=0.25)
+    later = GenerationChunk([ChoiceDelta(0, "b")], Usage(1, 2), engine_seconds=0.5)
+    assert merge_chunks([first, later]).engine_seconds == 0.25
+    assert merge_chunks([GenerationChunk([ChoiceDelta(0, "x")]), later]).engine_seconds == 0.5
+    assert merge_chunks([GenerationChunk([ChoiceDelta(0, "x")])]).engine_seconds is None
+
+
 def test_merge_does_not_mutate_its_inputs() -> None:
     first = chunk(0, "a")
     merge_chunks([first, chunk(0, "b")])
