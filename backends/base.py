@@ -7,8 +7,8 @@ Streaming and usage contract (what the gateway relies on):
 
 * ``Backend.generate(request)`` is an async iterator of ``GenerationChunk``.
 * Bad input (a prompt longer than the context, an option the engine cannot honour) raises a
-  ``gateway.errors.ClientError`` subclass *before the first chunk*, so the gateway can still answer with a
-  4xx status.
+  ``backends.errors.InvalidRequest`` (or a subclass) *before the first chunk*, so the gateway can still
+  answer with a 4xx status.
 * Each chunk carries, per choice, only what is new since the previous chunk (a delta). A backend may merge
   several engine steps into one chunk; it never holds text back once it has it.
 * Every choice ends with exactly one delta whose ``finish_reason`` is set (``"stop"`` or ``"length"``).

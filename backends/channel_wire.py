@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import GatewayError
+from backends.errors import ServiceError
 
 GENERATE, ABORT = 1, 2
 CHUNK, END, ERROR, DRAINING = 1, 2, 3, 4
@@ -82,10 +82,10 @@ def portable_error(exc: BaseException) -> BaseException:
     code and param matter to the caller), anything else as a plain ``RuntimeError`` with its text. The
     gateway answers a non-gateway error as an internal error either way, and never has to unpickle a
     class it might not have (an engine's own exception types)."""
-    if isinstance(exc, GatewayError):
+    if isinstance(exc, ServiceError):
         try:
             pickle.loads(pickle.dumps(exc))
         except Exception:
-            return GatewayError(str(exc))
+            return ServiceError(str(exc))
         return exc
     return RuntimeError(f"{type(exc).__name__}: {exc}")

@@ -31,6 +31,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backends.base import ChatPrompt, GenerationChunk, GenerationRequest, ModelSpec
+from backends.errors import (
+    BackendUnavailable,
+    ContextLengthExceeded,
+    InvalidRequest,
+    ServiceError,
+    UpstreamTimeout,
+)
 from backends.openai_wire import (
     REQUEST_FIELDS,
     Answer,
@@ -40,13 +47,6 @@ from backends.openai_wire import (
     whole_as_events,
 )
 from backends.upstream_usage import TokenCounter
-from gateway.errors import (
-    BackendUnavailable,
-    ContextLengthExceeded,
-    GatewayError,
-    InvalidRequest,
-    UpstreamTimeout,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -369,14 +369,14 @@ class OpenAIUpstreamBackend:
             raise self._status_error(response.status_code, error_body, chat)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _transport_error(self, exc: httpx.HTTPError) -> GatewayError:
+    def _transport_error(self, exc: httpx.HTTPError) -> ServiceError:
         if isinstance(exc, httpx.PoolTimeout):
             return BackendUnavailable("Too many requests are waiting for this model's endpoint; retry.")
         if isinstance(exc, httpx.TimeoutException):
             return UpstreamTimeout("The model endpoint did not answer in time.")
         return BackendUnavailable("The model endpoint is unreachable; retry.")
 
-    def _status_error(self, status: int, body: object, chat: bool) -> GatewayError:
+    def _status_error(self, status: int, body: object, chat: bool) -> ServiceError:
         message, code, param = error_fields(body)
         message = self._secrets.scrub(message)
         if status in (400, 413, 422):

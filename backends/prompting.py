@@ -11,7 +11,7 @@ import concurrent.futures
 from typing import Any
 
 from backends.base import ChatPrompt, Prompt, TextPrompt, TokenPrompt
-from gateway.errors import ContextLengthExceeded, InvalidRequest
+from backends.errors import ContextLengthExceeded, InvalidRequest
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt, vocab_size: int) -> list[int]:

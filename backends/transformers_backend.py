@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, ModelSpec, Usage
+from backends.errors import BackendUnavailable, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
-from gateway.errors import BackendUnavailable, InvalidRequest
 
 logger = logging.getLogger(__name__)
 

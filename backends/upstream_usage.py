@@ -23,7 +23,7 @@ class TokenCounter:
     """Counts tokens with the model's own tokenizer, as the upstream engine would.
 
     Chat prompts are rendered with the model's chat template the way the gateway renders them for admission
-    (``gateway.token_count``) and counted without added special tokens; text prompts are counted with
+    (``backends.token_count``) and counted without added special tokens; text prompts are counted with
     them. Without a ``tokenizer.json`` (a model id, or a folder without one) it counts UTF-8 bytes, an
     upper bound for byte-level vocabularies.
     """
@@ -40,7 +40,7 @@ class TokenCounter:
 
     @classmethod
     def load(cls, weights_path: str) -> TokenCounter:
-        from gateway.token_count import load_prompt_counter
+        from backends.token_count import load_prompt_counter
 
         prompts = load_prompt_counter(weights_path)
         file = Path(weights_path) / "tokenizer.json"

@@ -25,8 +25,8 @@ from backends.base import (
     Usage,
 )
 from backends.chips import ChipUnavailable
+from backends.errors import BackendUnavailable, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
-from gateway.errors import BackendUnavailable, InvalidRequest
 
 logger = logging.getLogger(__name__)
 

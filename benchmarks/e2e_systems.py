@@ -77,8 +77,8 @@ class EngineSettings:
 def engine_settings() -> EngineSettings:
     """Settings of ``models.yaml``'s first model and its prepared weights folder."""
     from backends.vllm_backend import VLLMOptions
-    from gateway.catalog import GgufPackageWeights, load_catalog
-    from gateway.model_prep import weights_path
+    from gateway.catalog.model_prep import weights_path
+    from gateway.catalog.schema import GgufPackageWeights, load_catalog
 
     model = load_catalog(CATALOG).models[0]
     options = VLLMOptions.model_validate(model.deployments[0].engine)

@@ -17,14 +17,14 @@ from pathlib import Path
 import uvicorn
 
 from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, Usage
-from gateway.admission import Admission, CounterStore
 from gateway.app import build_app
-from gateway.catalog import Pricing
-from gateway.keystore import KeyStore
-from gateway.ledger import Ledger, UsageQuery, UsageRecord, UsageRow
-from gateway.ledger.sqlite_store import SqliteStore
-from gateway.routing import ModelRouter, RoutedModel
-from gateway.telemetry import GatewayMetrics
+from gateway.billing.admission import Admission, CounterStore
+from gateway.billing.ledger import Ledger, UsageQuery, UsageRecord, UsageRow
+from gateway.billing.ledger.sqlite_store import SqliteStore
+from gateway.catalog.routing import ModelRouter, RoutedModel
+from gateway.catalog.schema import Pricing
+from gateway.observability.metrics import GatewayMetrics
+from gateway.tenancy.keystore import KeyStore
 
 TOKENS = 16
 

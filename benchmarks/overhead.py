@@ -31,7 +31,7 @@ from benchmarks.machine import machine_info, versions
 from benchmarks.prom import GATEWAY_OVERHEAD, mean_ms_between, scrape_histogram
 from benchmarks.subjects import Subject, direct_subject, litellm_subject, maas_subjects, mock_upstream
 from benchmarks.targets import overhead_targets
-from gateway.catalog import CatalogError, parse_catalog
+from gateway.catalog.schema import CatalogError, parse_catalog
 
 logger = logging.getLogger(__name__)
 

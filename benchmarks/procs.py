@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.ray_head import session_members
+from gateway.serving.ray_head import session_members
 
 logger = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
-    from gateway.cli import main as maas_main
+    from gateway.cli.main import main as maas_main
 
     return maas_main(["serve", *argv[1:]])
 

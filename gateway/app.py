@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.admission import Admission, CounterStore
 from gateway.api import (
     admin_catalog,
     admin_chips,
@@ -25,41 +24,40 @@ from gateway.api import (
     usage,
 )
 from gateway.api.health import HealthSource
-from gateway.catalog_control import CatalogController
-from gateway.errors import ClientError, GatewayError, InvalidRequest, internal_error
-from gateway.keystore import KeyStore
-from gateway.ledger import Ledger
-from gateway.routing import ModelRouter
-from gateway.telemetry import GatewayMetrics
-from gateway.utilization import UtilizationMeter
+from gateway.billing.admission import Admission, CounterStore
+from gateway.billing.ledger import Ledger
+from gateway.catalog.routing import ModelRouter
+from gateway.errors import InvalidRequest, OpenAIError, ServiceError, internal_error, openai_error
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.utilization import UtilizationMeter
+from gateway.serving.catalog_control import CatalogController
+from gateway.tenancy.keystore import KeyStore
 
 logger = logging.getLogger(__name__)
 
 
-def _error_response(error: GatewayError) -> JSONResponse:
-    return JSONResponse(error.to_body(), status_code=error.status, headers=error.headers)
+def _error_response(error: OpenAIError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 async def _on_gateway_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, GatewayError)
-    return _error_response(exc)
+    assert isinstance(exc, ServiceError)
+    return _error_response(openai_error(exc))
 
 
 async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    error = ClientError(str(exc.detail))
-    error.status = exc.status_code
-    error.code = "not_found" if exc.status_code == 404 else None
-    return _error_response(error)
+    code = "not_found" if exc.status_code == 404 else None
+    return _error_response(OpenAIError(exc.status_code, "invalid_request_error", code, str(exc.detail)))
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
-    return _error_response(InvalidRequest(str(exc)))
+    return _error_response(openai_error(InvalidRequest(str(exc))))
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error type=%s", type(exc).__name__, exc_info=exc)
-    return _error_response(internal_error())
+    return _error_response(openai_error(internal_error()))
 
 
 class RequestClock:
@@ -100,7 +98,7 @@ def build_app(
     app.state.utilization = utilization
     app.state.health_source = health_source
     app.add_middleware(RequestClock)
-    app.add_exception_handler(GatewayError, _on_gateway_error)
+    app.add_exception_handler(ServiceError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)

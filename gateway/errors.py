@@ -1,98 +1,74 @@
 """One error hierarchy, mapped to the OpenAI error object in one place.
 
-Client errors (4xx) say what the caller did wrong; server errors (5xx) never leak internals. Backends raise
-these types too, so the mapping holds whether an error starts in the gateway or in a replica.
+Client errors (4xx) say what the caller did wrong; server errors (5xx) never leak internals. The root and
+the errors that backends raise are the backend contract's (``backends.errors``); the gateway's own
+refusals subclass the same root here, and ``openai_error`` is the one mapping from a type to the HTTP
+status, ``type`` and ``code`` a caller sees, whether the error started in the gateway or in a replica.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+
+from backends.errors import (
+    BackendUnavailable,
+    ContextLengthExceeded,
+    InvalidRequest,
+    ServiceError,
+    UpstreamTimeout,
+    replica_lost,
+)
+
+__all__ = [
+    "AuthenticationFailed",
+    "BackendUnavailable",
+    "ContextLengthExceeded",
+    "InsufficientCapacity",
+    "InvalidRequest",
+    "ModelNotFound",
+    "NotFound",
+    "OpenAIError",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "RateLimited",
+    "ServiceError",
+    "UpstreamTimeout",
+    "as_gateway_error",
+    "internal_error",
+    "openai_error",
+    "replica_lost",
+]
 
 
-class GatewayError(Exception):
-    """Base of every error the gateway turns into an OpenAI error object."""
-
-    status: int = 500
-    type: str = "server_error"
-    code: str | None = None
-    headers: dict[str, str] | None = None
-
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        if code is not None:
-            self.code = code
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Picklable across Ray with keyword-only fields intact.
-        return (_rebuild, (type(self), self.message, self.param, self.code))
-
-    def to_body(self) -> dict[str, dict[str, str | None]]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+class AuthenticationFailed(ServiceError):
+    """No key, or a key the gateway does not know."""
 
 
-def _rebuild(cls: type[GatewayError], message: str, param: str | None, code: str | None) -> GatewayError:
-    return cls(message, param=param, code=code)
+class PermissionDenied(ServiceError):
+    """A known key asking for what it may not use (a model outside its list, an admin route)."""
 
 
-class ClientError(GatewayError):
-    status = 400
-    type = "invalid_request_error"
-
-
-class InvalidRequest(ClientError):
-    """Malformed JSON, wrong types, out-of-range values, unsupported options."""
-
-
-class ContextLengthExceeded(ClientError):
-    code = "context_length_exceeded"
-
-
-class AuthenticationFailed(ClientError):
-    status = 401
-    code = "invalid_api_key"
-
-
-class PermissionDenied(ClientError):
-    status = 403
-    type = "permission_error"
-
-
-class NotFound(ClientError):
-    status = 404
-    code = "not_found"
+class NotFound(ServiceError):
+    """A route or resource that does not exist."""
 
 
 class ModelNotFound(NotFound):
-    code = "model_not_found"
+    """The request names a model the catalog does not have."""
 
 
-class InsufficientCapacity(ClientError):
+class InsufficientCapacity(ServiceError):
     """An operator's change asks for chips the cluster does not have (nothing was changed)."""
-
-    status = 409
-    code = "insufficient_chips"
 
 
 def _retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-class RateLimited(ClientError):
-    """A key or tenant is over its requests or tokens per minute."""
+class RateLimited(ServiceError):
+    """A key or tenant is over its requests or tokens per minute (``per`` says which)."""
 
-    status = 429
-    type = "requests"
-    code = "rate_limit_exceeded"
+    per = "requests"
 
     @classmethod
     def requests(cls, scope: str, limit: int, reset_s: float) -> RateLimited:
@@ -111,22 +87,18 @@ class RateLimited(ClientError):
             f"Rate limit reached for {scope.split(':')[0]} tokens per minute: limit {limit}, "
             f"remaining {remaining}. Lower max_tokens or retry later."
         )
-        error.type = "tokens"
         error.headers = {
             "retry-after": _retry_after(reset_s),
             "x-ratelimit-limit-tokens": str(limit),
             "x-ratelimit-remaining-tokens": str(remaining),
             "x-ratelimit-reset-tokens": f"{reset_s:.0f}s",
         }
+        error.per = "tokens"
         return error
 
 
-class QuotaExceeded(ClientError):
+class QuotaExceeded(ServiceError):
     """The tenant's budget for the period is spent."""
-
-    status = 429
-    type = "insufficient_quota"
-    code = "insufficient_quota"
 
     @classmethod
     def for_period(cls, period: str, reset_s: float) -> QuotaExceeded:
@@ -135,47 +107,70 @@ class QuotaExceeded(ClientError):
         return error
 
 
-class ServerError(GatewayError):
-    status = 500
-    type = "server_error"
+@dataclass(frozen=True)
+class OpenAIError:
+    """What a caller is sent for an error: the HTTP status and OpenAI's ``{"error": {...}}`` object."""
+
+    status: int
+    type: str
+    code: str | None
+    message: str
+    param: str | None = None
+    headers: dict[str, str] | None = None
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-class BackendUnavailable(ServerError):
-    """No healthy replica could take the request, or the replica died while serving it."""
+_INVALID = "invalid_request_error"
 
-    status = 503
-    type = "service_unavailable"
-    code = "backend_unavailable"
-
-
-class UpstreamTimeout(ServerError):
-    """The model's endpoint (an upstream server) took longer than its configured timeout."""
-
-    status = 504
-    type = "timeout"
-    code = "timeout"
-
-
-def replica_lost() -> BackendUnavailable:
-    """The replica that held a request went away (its process died, its connection dropped)."""
-    return BackendUnavailable("The model replica serving this request stopped; retry.")
-
-
-def internal_error() -> ServerError:
-    return ServerError("The server had an error while processing your request.")
+# The mapping: each type to (HTTP status, OpenAI ``type``, default ``code``). A subclass without its own
+# row takes its nearest ancestor's.
+_OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
+    ServiceError: (500, "server_error", None),
+    InvalidRequest: (400, _INVALID, None),
+    ContextLengthExceeded: (400, _INVALID, "context_length_exceeded"),
+    AuthenticationFailed: (401, _INVALID, "invalid_api_key"),
+    PermissionDenied: (403, "permission_error", None),
+    NotFound: (404, _INVALID, "not_found"),
+    ModelNotFound: (404, _INVALID, "model_not_found"),
+    InsufficientCapacity: (409, _INVALID, "insufficient_chips"),
+    RateLimited: (429, "requests", "rate_limit_exceeded"),  # type: the limit's ``per``
+    QuotaExceeded: (429, "insufficient_quota", "insufficient_quota"),
+    BackendUnavailable: (503, "service_unavailable", "backend_unavailable"),
+    UpstreamTimeout: (504, "timeout", "timeout"),
+}
 
 
-def as_gateway_error(exc: BaseException) -> GatewayError:
-    """Map any exception to a ``GatewayError``: ours pass through (also when Ray wrapped them)."""
+def openai_error(error: ServiceError) -> OpenAIError:
+    """The status and OpenAI error object a caller gets for ``error``."""
+    for cls in type(error).__mro__:
+        row = _OPENAI.get(cls)
+        if row is not None:
+            status, kind, code = row
+            if isinstance(error, RateLimited):
+                kind = error.per
+            return OpenAIError(
+                status, kind, error.code or code, error.message, error.param, headers=error.headers
+            )
+    raise AssertionError("ServiceError has a row")  # every ServiceError reaches the root's row
+
+
+def internal_error() -> ServiceError:
+    return ServiceError("The server had an error while processing your request.")
+
+
+def as_gateway_error(exc: BaseException) -> ServiceError:
+    """Map any exception to a ``ServiceError``: ours pass through (also when Ray wrapped them)."""
     cause: BaseException | None = exc
     for _ in range(8):
         if cause is None:
             break
         # RayTaskError keeps the replica's exception in ``cause`` (and may also subclass it).
         inner = getattr(cause, "cause", None)
-        if isinstance(inner, GatewayError):
+        if isinstance(inner, ServiceError):
             return inner
-        if isinstance(cause, GatewayError):
+        if isinstance(cause, ServiceError):
             return cause
         cause = inner or cause.__cause__
     if type(exc).__name__ in {"RayActorError", "ActorDiedError", "ActorUnavailableError"}:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.base import ChoiceDelta, GenerationChunk, Usage
-from gateway.errors import as_gateway_error
-from gateway.metering import Meter, Progress
+from gateway.billing.metering import Meter, Progress
+from gateway.errors import as_gateway_error, openai_error
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ async def sse_stream(
         error = as_gateway_error(exc)
         logger.warning("stream failed after the first byte error=%s", type(exc).__name__)
         await meter.settle(progress, "error", type(error).__name__)
-        yield sse(error.to_body())
+        yield sse(openai_error(error).body())
         yield DONE
     finally:
         meter.settle_nowait(progress, "cancelled")  # no-op when already settled

@@ -9,7 +9,7 @@ import yaml
 from fastapi import APIRouter, Request
 
 from gateway.api.deps import Admin, get_catalog_controller
-from gateway.catalog import CatalogError, parse_catalog
+from gateway.catalog.schema import CatalogError, parse_catalog
 from gateway.errors import InvalidRequest
 
 router = APIRouter()

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway.api.deps import Admin, get_catalog_controller
-from gateway.chip_report import chip_report
+from gateway.serving.chip_report import chip_report
 
 router = APIRouter()
 

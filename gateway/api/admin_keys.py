@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import Admin, get_keystore, parse_body
 from gateway.errors import InvalidRequest, NotFound
-from gateway.keystore import Budget, RateLimits
+from gateway.tenancy.keystore import Budget, RateLimits
 
 router = APIRouter()
 

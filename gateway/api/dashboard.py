@@ -6,33 +6,31 @@ a URL. Every number comes from ``GET /admin/dashboard/data`` with the key as a B
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from gateway.api.deps import Admin, get_ledger, get_metrics, get_utilization
-from gateway.dashboard import dashboard_data
 from gateway.errors import NotFound
+from gateway.observability.dashboard import STATIC_DIR, dashboard_data
 
 router = APIRouter()
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
 FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "charts.js": "text/javascript"}
 NO_CACHE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 
 
 @router.get("/dashboard")
 async def dashboard_page() -> FileResponse:
-    return FileResponse(STATIC / "dashboard.html", media_type="text/html", headers=NO_CACHE)
+    return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html", headers=NO_CACHE)
 
 
 @router.get("/dashboard/static/{name}")
 async def dashboard_file(name: str) -> FileResponse:
     if name not in FILES:
         raise NotFound(f"No such file: {name}.")
-    return FileResponse(STATIC / name, media_type=FILES[name], headers=NO_CACHE)
+    return FileResponse(STATIC_DIR / name, media_type=FILES[name], headers=NO_CACHE)
 
 
 @router.get("/admin/dashboard/data")

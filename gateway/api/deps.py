@@ -7,14 +7,14 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
-from gateway.admission import Admission
-from gateway.catalog_control import CatalogController
+from gateway.billing.admission import Admission
+from gateway.billing.ledger import Ledger
+from gateway.catalog.routing import ModelRouter
 from gateway.errors import AuthenticationFailed, BackendUnavailable, InvalidRequest, PermissionDenied
-from gateway.keystore import KeyStore, Principal
-from gateway.ledger import Ledger
-from gateway.routing import ModelRouter
-from gateway.telemetry import GatewayMetrics
-from gateway.utilization import UtilizationMeter
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.utilization import UtilizationMeter
+from gateway.serving.catalog_control import CatalogController
+from gateway.tenancy.keystore import KeyStore, Principal
 
 Body = TypeVar("Body", bound=BaseModel)
 

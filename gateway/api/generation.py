@@ -12,13 +12,13 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backends.base import GenerationChunk, GenerationRequest, Prompt, SamplingOptions
-from gateway.admission import Admission
 from gateway.api.deps import get_admission, get_ledger, get_metrics, get_utilization
-from gateway.errors import GatewayError, InvalidRequest, PermissionDenied, as_gateway_error
-from gateway.keystore import Principal
-from gateway.metering import Meter, Progress
-from gateway.routing import RoutedModel
+from gateway.billing.admission import Admission
+from gateway.billing.metering import Meter, Progress
+from gateway.catalog.routing import RoutedModel
+from gateway.errors import InvalidRequest, PermissionDenied, ServiceError, as_gateway_error
 from gateway.streaming import StreamEncoder, first_chunk, sse_stream
+from gateway.tenancy.keystore import Principal
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 OVERHEAD_HEADER = "x-maas-gateway-overhead-ms"
@@ -62,7 +62,7 @@ async def admit(call: Call, admission: Admission, meter: Meter) -> None:
     estimate = admission.estimate(call.model, prompt_tokens, call.sampling.max_tokens, call.sampling.n)
     try:
         meter.reservation = await admission.admit(call.principal, estimate)
-    except GatewayError as refusal:
+    except ServiceError as refusal:
         await meter.settle(Progress(), "rejected", type(refusal).__name__)
         raise
 
@@ -80,6 +80,7 @@ async def run_call(
     if principal.models is not None and call.model.name not in principal.models:
         raise PermissionDenied(f"This API key may not use the model `{call.model.name}`.", param="model")
     admission = get_admission(request)
+    utilization = get_utilization(request)
     meter = Meter(
         ledger=get_ledger(request),
         metrics=metrics,
@@ -91,7 +92,7 @@ async def run_call(
         stream=call.stream,
         started=started,
         admission=admission,
-        utilization=get_utilization(request),
+        utilization=utilization,
     )
     await admit(call, admission, meter)
     generation = GenerationRequest(
@@ -99,8 +100,8 @@ async def run_call(
     )
     chunks = call.model.client.generate(generation)
     waiting = time.perf_counter()
-    if meter.utilization is not None:
-        meter.utilization.waiting(call.model.name, +1)
+    if utilization is not None:
+        utilization.waiting(call.model.name, +1)
     try:
         first = await first_chunk(chunks)
     except Exception as exc:
@@ -108,8 +109,8 @@ async def run_call(
         await meter.settle(Progress(), "error", type(error).__name__)
         raise error from exc
     finally:
-        if meter.utilization is not None:
-            meter.utilization.waiting(call.model.name, -1)
+        if utilization is not None:
+            utilization.waiting(call.model.name, -1)
     backend_wait = time.perf_counter() - waiting
 
     if call.stream:

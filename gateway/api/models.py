@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway.api.deps import Authenticated, get_model_router
-from gateway.routing import RoutedModel
+from gateway.catalog.routing import RoutedModel
 
 router = APIRouter()
 

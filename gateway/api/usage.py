@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from gateway.api.deps import Admin, Authenticated, get_ledger
+from gateway.billing.ledger import UsageQuery
+from gateway.billing.ledger.records import ROW_COLUMNS, TIME_GROUPS
 from gateway.errors import InvalidRequest
-from gateway.ledger import UsageQuery
-from gateway.ledger.records import ROW_COLUMNS, TIME_GROUPS
 
 router = APIRouter()
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from backends.base import ChoiceDelta, GenerationChunk, TokenLogprob, Usage
-from gateway.reasoning import ThinkSplitter, split_reasoning
+from gateway.protocol.reasoning import ThinkSplitter, split_reasoning
 
 Json = dict[str, Any]
 

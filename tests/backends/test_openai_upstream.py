@@ -37,15 +37,16 @@ from backends.base import (
     Usage,
     merge_chunks,
 )
-from backends.openai_upstream import OpenAIUpstreamBackend, OpenAIUpstreamOptions
-from backends.registry import load_backend_class
-from gateway.errors import (
+from backends.errors import (
     BackendUnavailable,
     ContextLengthExceeded,
-    GatewayError,
     InvalidRequest,
+    ServiceError,
     UpstreamTimeout,
 )
+from backends.openai_upstream import OpenAIUpstreamBackend, OpenAIUpstreamOptions
+from backends.registry import load_backend_class
+from gateway.errors import openai_error
 
 SECRET = "sk-upstream-secret-1234"
 CHATML = (
@@ -303,13 +304,13 @@ def chat(sampling: SamplingOptions | None = None) -> GenerationRequest:
 
 async def run(
     backend: OpenAIUpstreamBackend, request: GenerationRequest
-) -> tuple[list[GenerationChunk], GatewayError | None]:
+) -> tuple[list[GenerationChunk], ServiceError | None]:
     """Every chunk, and the error that ended the stream, if any."""
     chunks: list[GenerationChunk] = []
     try:
         async for chunk in backend.generate(request):
             chunks.append(chunk)
-    except GatewayError as exc:
+    except ServiceError as exc:
         return chunks, exc
     return chunks, None
 
@@ -533,7 +534,7 @@ async def test_a_refused_first_connection_is_retried(make_backend: Make) -> None
 async def test_a_refused_connection_without_retries_is_backend_unavailable(make_backend: Make) -> None:
     backend = await make_backend(f"http://127.0.0.1:{free_port()}/v1", retries=0)
     chunks, error = await run(backend, chat())
-    assert chunks == [] and isinstance(error, BackendUnavailable) and error.status == 503
+    assert chunks == [] and isinstance(error, BackendUnavailable) and openai_error(error).status == 503
     assert "127.0.0.1" not in error.message
 
 
@@ -556,7 +557,7 @@ async def test_a_failing_status_is_retried_then_reported_without_upstream_detail
     backend = await make_backend(upstream.url, retries=2)
     chunks, error = await run(backend, chat())
     assert chunks == [] and len(upstream.requests) == 3
-    assert isinstance(error, BackendUnavailable) and error.code == "backend_unavailable"
+    assert isinstance(error, BackendUnavailable) and openai_error(error).code == "backend_unavailable"
     assert "boom" not in error.message and SECRET not in error.message and "127.0.0.1" not in error.message
 
 
@@ -576,7 +577,7 @@ async def test_misconfiguration_is_unavailable_without_retry_or_leak(
     backend = await make_backend(upstream.url, retries=2)
     chunks, error = await run(backend, chat())
     assert chunks == [] and len(upstream.requests) == 1
-    assert isinstance(error, BackendUnavailable) and error.status == 503
+    assert isinstance(error, BackendUnavailable) and openai_error(error).status == 503
     assert SECRET not in error.message and "127.0.0.1" not in error.message
 
 
@@ -593,8 +594,8 @@ async def test_a_400_becomes_invalid_request_with_the_upstreams_message(
     backend = await make_backend(upstream.url, retries=2)
     chunks, error = await run(backend, chat())
     assert chunks == [] and len(upstream.requests) == 1
-    assert type(error) is InvalidRequest and error.status == 400
-    assert (error.message, error.param, error.code) == (message, "top_logprobs", None)
+    assert type(error) is InvalidRequest and openai_error(error).status == 400
+    assert (error.message, error.param, openai_error(error).code) == (message, "top_logprobs", None)
 
 
 async def test_a_context_length_400_becomes_context_length_exceeded(
@@ -609,7 +610,7 @@ async def test_a_context_length_400_becomes_context_length_exceeded(
     backend = await make_backend(upstream.url)
     _, error = await run(backend, chat())
     assert isinstance(error, ContextLengthExceeded) and error.message == message
-    assert (error.code, error.param) == ("context_length_exceeded", "messages")
+    assert (openai_error(error).code, error.param) == ("context_length_exceeded", "messages")
 
 
 async def test_a_422_validation_body_becomes_invalid_request(
@@ -645,7 +646,11 @@ async def test_a_stall_mid_stream_times_out_after_the_chunks_already_sent(
     started = time.monotonic()
     chunks, error = await run(backend, chat())
     assert [c.choices[0].text for c in chunks] == ["one ", "two "]
-    assert isinstance(error, UpstreamTimeout) and error.status == 504 and error.type == "timeout"
+    assert (
+        isinstance(error, UpstreamTimeout)
+        and openai_error(error).status == 504
+        and openai_error(error).type == "timeout"
+    )
     assert 0.5 <= time.monotonic() - started < 5 and len(upstream.requests) == 1  # never retried
 
 

@@ -17,7 +17,8 @@ def test_builtin_vllm_backend_is_found_by_name() -> None:
 
 def test_gateway_and_catalog_load_without_importing_torch_or_vllm(repo_root: Path) -> None:
     code = (
-        "import sys, gateway.app, gateway.cli, gateway.serve_runtime, gateway.catalog as c;"
+        "import sys, gateway.app, gateway.cli.main, gateway.serving.serve_runtime;"
+        "import gateway.catalog.schema as c;"
         "c.load_catalog(__import__('pathlib').Path('models.yaml'));"
         "heavy = sorted(m for m in ('torch', 'vllm', 'transformers') if m in sys.modules);"
         "assert not heavy, heavy"

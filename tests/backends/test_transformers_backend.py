@@ -22,8 +22,8 @@ from backends.base import (
     TextPrompt,
     merge_chunks,
 )
+from backends.errors import ContextLengthExceeded, InvalidRequest
 from backends.transformers_backend import TransformersBackend
-from gateway.errors import ContextLengthExceeded, InvalidRequest
 
 PROMPTS = [
     "Hello there",

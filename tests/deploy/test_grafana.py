@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from gateway.telemetry import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
 from tests.conftest import REPO
 
 SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")

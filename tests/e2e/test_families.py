@@ -15,8 +15,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from gateway.catalog import load_catalog
-from gateway.model_prep import weights_path
+from gateway.catalog.model_prep import weights_path
+from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
 from tests.e2e.conftest import Gateway, create_key, gateway_env, start_gateway, stop_gateway
 

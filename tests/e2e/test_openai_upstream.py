@@ -27,8 +27,8 @@ import psutil
 import pytest
 import yaml
 
-from gateway.catalog import load_catalog
-from gateway.model_prep import prepare_model
+from gateway.catalog.model_prep import prepare_model
+from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
 from tests.e2e.conftest import (
     Gateway,

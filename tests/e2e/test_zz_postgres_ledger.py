@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import Gateway, create_key, gateway_env, start_gateway, stop_gateway
 from tests.e2e.test_metering import one_request, usage_rows
-from tests.gateway.ledger.conftest import drop_schema, postgres_url_for_new_schema
+from tests.gateway.billing.ledger.conftest import drop_schema, postgres_url_for_new_schema
 
 pytestmark = pytest.mark.e2e
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from backends.base import GenerationChunk, GenerationRequest
-from gateway.admission import Admission, CounterStore
-from gateway.catalog import Pricing
-from gateway.keystore import Principal
-from gateway.ledger import Ledger
-from gateway.ledger.sqlite_store import SqliteStore
-from gateway.metering import Meter
-from gateway.routing import RoutedModel
-from gateway.telemetry import GatewayMetrics
+from gateway.billing.admission import Admission, CounterStore
+from gateway.billing.ledger import Ledger
+from gateway.billing.ledger.sqlite_store import SqliteStore
+from gateway.billing.metering import Meter
+from gateway.catalog.routing import RoutedModel
+from gateway.catalog.schema import Pricing
+from gateway.observability.metrics import GatewayMetrics
+from gateway.tenancy.keystore import Principal
 
 
 class NoClient:

@@ -7,9 +7,9 @@ import json
 from collections.abc import AsyncIterator, Callable
 
 from backends.base import ChoiceDelta, GenerationChunk, Usage
+from gateway.billing.ledger import Ledger, UsageQuery
+from gateway.billing.metering import Meter
 from gateway.errors import BackendUnavailable
-from gateway.ledger import Ledger, UsageQuery
-from gateway.metering import Meter
 from gateway.protocol.responses import ChatFormatter
 from gateway.streaming import DONE, StreamEncoder, first_chunk, sse_stream
 
@@ -83,13 +83,13 @@ async def test_unexpected_errors_do_not_leak_internals(make_meter: Callable[...,
 def test_errors_wrapped_by_ray_are_unwrapped_to_the_replica_error() -> None:
     from ray.exceptions import RayTaskError
 
-    from gateway.errors import ContextLengthExceeded, as_gateway_error
+    from gateway.errors import ContextLengthExceeded, as_gateway_error, openai_error
 
     cause = ContextLengthExceeded("too long", param="messages")
     wrapped = RayTaskError("generate", "traceback", cause).as_instanceof_cause()
     error = as_gateway_error(wrapped)
     assert type(error) is ContextLengthExceeded
-    assert error.to_body()["error"]["param"] == "messages"
+    assert openai_error(error).body()["error"]["param"] == "messages"
 
 
 async def test_client_that_leaves_mid_stream_is_billed_for_what_it_was_sent(

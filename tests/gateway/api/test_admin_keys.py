@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.admission import Admission
 from gateway.app import build_app
-from gateway.keystore import KeyStore
-from gateway.ledger import Ledger
-from gateway.routing import ModelRouter
-from gateway.telemetry import GatewayMetrics
+from gateway.billing.admission import Admission
+from gateway.billing.ledger import Ledger
+from gateway.catalog.routing import ModelRouter
+from gateway.observability.metrics import GatewayMetrics
+from gateway.tenancy.keystore import KeyStore
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.admission import Admission
 from gateway.app import build_app
-from gateway.keystore import KeyStore
-from gateway.ledger import Ledger
-from gateway.routing import ModelRouter
-from gateway.telemetry import GatewayMetrics
-from tests.gateway.ledger.test_stores import record
+from gateway.billing.admission import Admission
+from gateway.billing.ledger import Ledger
+from gateway.catalog.routing import ModelRouter
+from gateway.observability.metrics import GatewayMetrics
+from gateway.tenancy.keystore import KeyStore
+from tests.gateway.billing.ledger.test_stores import record
 
 
 @pytest.fixture

@@ -1,0 +1,2 @@
+"""Billing: admission (rate limits, budgets), metering each request into one priced usage record, and the
+durable ledger."""

@@ -1,0 +1,59 @@
+"""The shared ledger for several gateway replicas: PostgreSQL (``MAAS_DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
+from gateway.billing.ledger.sql import (
+    ADDED_COLUMNS,
+    add_column_sql,
+    create_table,
+    insert_sql,
+    row_values,
+    to_usage_row,
+    usage_query_sql,
+)
+
+_UTC = "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', '{}')"
+TIME_BUCKETS = {
+    "day": _UTC.format("YYYY-MM-DD"),
+    "hour": _UTC.format('YYYY-MM-DD"T"HH24:00'),
+    "minute": _UTC.format('YYYY-MM-DD"T"HH24:MI'),
+}
+
+
+class PostgresStore:
+    def __init__(self, url: str, synchronous: bool = True) -> None:
+        import psycopg
+
+        self._write = psycopg.connect(url, autocommit=True)
+        if not synchronous:
+            self._write.execute("SET synchronous_commit TO off")
+        self._read = psycopg.connect(url, autocommit=True)
+        self._read_lock = threading.Lock()
+        with self._write.transaction():
+            for statement in create_table("DOUBLE PRECISION", "BIGINT"):
+                self._write.execute(statement)  # type: ignore[arg-type]
+            for column in ADDED_COLUMNS:  # a ledger from an older release gets the new columns
+                self._write.execute(add_column_sql(column, if_not_exists=True))  # type: ignore[arg-type]
+
+    def write_batch(self, records: Sequence[UsageRecord]) -> None:
+        with self._write.transaction(), self._write.cursor() as cur:
+            cur.executemany(insert_sql("%s"), [row_values(r) for r in records])  # type: ignore[arg-type]
+
+    def query(self, query: UsageQuery) -> list[UsageRow]:
+        sql, params = usage_query_sql(query, "%s", TIME_BUCKETS)
+        with self._read_lock:
+            rows = self._read.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        return [to_usage_row(query, row) for row in rows]
+
+    def count(self) -> int:
+        with self._read_lock:
+            row = self._read.execute("SELECT COUNT(*) FROM usage_records").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._write.close()
+        self._read.close()

@@ -1,0 +1,82 @@
+"""The embedded ledger: SQLite in WAL mode, fsync on every (group) commit."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
+from gateway.billing.ledger.sql import (
+    ADDED_COLUMNS,
+    add_column_sql,
+    create_table,
+    insert_sql,
+    row_values,
+    to_usage_row,
+    usage_query_sql,
+)
+
+TIME_BUCKETS = {
+    "day": "strftime('%Y-%m-%d', created_at, 'unixepoch')",
+    "hour": "strftime('%Y-%m-%dT%H:00', created_at, 'unixepoch')",
+    "minute": "strftime('%Y-%m-%dT%H:%M', created_at, 'unixepoch')",
+}
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, synchronous: bool = True) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._path = str(path)
+        # FULL: a committed bill survives power loss; NORMAL (WAL): it survives a killed gateway only.
+        self._synchronous = "FULL" if synchronous else "NORMAL"
+        self._write = self._connect()
+        for statement in create_table("REAL", "INTEGER"):
+            self._write.execute(statement)
+        self._add_missing_columns()
+        self._read_lock = threading.Lock()
+        self._read = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        return conn
+
+    def _add_missing_columns(self) -> None:
+        """A ledger from an older release gets the columns added since (SQLite has no ADD COLUMN IF NOT
+        EXISTS; another process opening the same file at once may win the race, which is fine)."""
+        present = {row[1] for row in self._write.execute("PRAGMA table_info(usage_records)")}
+        for column in ADDED_COLUMNS:
+            if column in present:
+                continue
+            try:
+                self._write.execute(add_column_sql(column))
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+
+    def write_batch(self, records: Sequence[UsageRecord]) -> None:
+        conn = self._write
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(insert_sql("?"), [row_values(r) for r in records])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def query(self, query: UsageQuery) -> list[UsageRow]:
+        sql, params = usage_query_sql(query, "?", TIME_BUCKETS)
+        with self._read_lock:
+            rows = self._read.execute(sql, params).fetchall()
+        return [to_usage_row(query, row) for row in rows]
+
+    def count(self) -> int:
+        with self._read_lock:
+            return int(self._read.execute("SELECT COUNT(*) FROM usage_records").fetchone()[0])
+
+    def close(self) -> None:
+        self._write.close()
+        self._read.close()

@@ -1,0 +1,113 @@
+"""Group commit: records from concurrent requests are written together, each caller told when its own
+record is durable.
+
+One writer thread owns the store's write connection. A caller's ``await ledger.record(r)`` returns once
+the transaction that holds ``r`` has committed, so a response can wait for its bill to be on disk while
+the database sees one transaction per batch, not per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Protocol
+
+from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 512
+
+
+class LedgerStore(Protocol):
+    """A database behind the ledger. Writes are idempotent: a request id or (tenant, idempotency key)
+    already present is skipped, never duplicated."""
+
+    def write_batch(self, records: Sequence[UsageRecord]) -> None: ...
+
+    def query(self, query: UsageQuery) -> list[UsageRow]: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Ledger:
+    """Async façade over a store, with a group-commit writer thread."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self._queue: queue.Queue[tuple[UsageRecord, Future[None]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="maas-ledger", daemon=True)
+        self._thread.start()
+
+    def submit(self, record: UsageRecord) -> Future[None]:
+        """Queue a record; the future completes when it is durable."""
+        done: Future[None] = Future()
+        self._queue.put((record, done))
+        return done
+
+    async def record(self, record: UsageRecord) -> None:
+        """Write a record and wait until it is durable."""
+        await asyncio.wrap_future(self.submit(record))
+
+    async def query(self, query: UsageQuery) -> list[UsageRow]:
+        return await asyncio.to_thread(self.store.query, query)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(more)
+            try:
+                self.store.write_batch([record for record, _ in batch])
+            except Exception as exc:
+                logger.error("ledger write failed records=%d error=%s", len(batch), type(exc).__name__)
+                for _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
+
+    def close(self) -> None:
+        """Write what is queued, then close the store."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        self.store.close()
+
+
+DURABILITIES = ("power-loss", "crash")
+"""What an answered request's record survives: see ``open_ledger``."""
+
+
+def open_ledger(database_url: str | None, sqlite_path: str, durability: str = "power-loss") -> Ledger:
+    """PostgreSQL when ``database_url`` is given (postgresql://...), else SQLite at ``sqlite_path``.
+
+    ``durability``: ``power-loss`` (default) — an answered request's record survives a power loss (fsync
+    on every group commit); ``crash`` — it survives the gateway being killed or crashing, not a power loss
+    or an operating-system crash (no fsync per commit: SQLite ``synchronous=NORMAL`` in WAL mode,
+    PostgreSQL ``synchronous_commit=off``), for about 1.5 ms less latency per request on a typical disk.
+    """
+    if durability not in DURABILITIES:
+        raise ValueError(f"ledger durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
+    if database_url:
+        from gateway.billing.ledger.postgres_store import PostgresStore
+
+        return Ledger(PostgresStore(database_url, synchronous=durability == "power-loss"))
+    from gateway.billing.ledger.sqlite_store import SqliteStore
+
+    return Ledger(SqliteStore(sqlite_path, synchronous=durability == "power-loss"))

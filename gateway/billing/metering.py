@@ -1,0 +1,154 @@
+"""Settling a request: one usage record, priced, counted in the metrics and made durable in the ledger.
+
+Records never contain prompts, completions or key secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from backends.base import GenerationChunk, Usage
+from gateway.billing.admission import Admission, Reservation
+from gateway.billing.ledger import Ledger, UsageRecord
+from gateway.billing.ledger.records import charge_nanos
+from gateway.catalog.routing import RoutedModel
+from gateway.tenancy.keystore import Principal
+
+logger = logging.getLogger("maas.usage")
+
+
+class UsageObserver(Protocol):
+    """Counts every settled record (the gateway's Prometheus metrics)."""
+
+    def observe(self, record: UsageRecord) -> None: ...
+
+
+class BusyTracker(Protocol):
+    """Knows how many requests each model has in flight (replica utilisation and its cost)."""
+
+    def started(self, model: str) -> None: ...
+
+    def finished(self, model: str) -> None: ...
+
+
+@dataclass
+class Progress:
+    """What the gateway has seen of one generation so far."""
+
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    first_token_at: float | None = None
+
+    def observe(self, chunk: GenerationChunk) -> None:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for choice in chunk.choices:
+            if self.first_token_at is None and choice.text:
+                self.first_token_at = time.perf_counter()
+            if choice.finish_reason is not None:
+                self.finish_reason = choice.finish_reason
+
+
+@dataclass
+class Meter:
+    """Settles exactly one usage record for one request attempt."""
+
+    ledger: Ledger
+    metrics: UsageObserver
+    request_id: str
+    idempotency_key: str | None
+    principal: Principal
+    model: RoutedModel
+    endpoint: str
+    stream: bool
+    started: float
+    admission: Admission | None = None
+    reservation: Reservation | None = None
+    utilization: BusyTracker | None = None
+    settled: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if self.utilization is not None:
+            self.utilization.started(self.model.name)
+
+    def _record(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord:
+        usage = progress.usage or Usage(0, 0)
+        pricing = self.model.pricing
+        ttft = None if progress.first_token_at is None else progress.first_token_at - self.started
+        return UsageRecord(
+            request_id=self.request_id,
+            idempotency_key=self.idempotency_key,
+            tenant=self.principal.tenant,
+            key_id=self.principal.key_id,
+            model=self.model.name,
+            deployment=self.model.deployment,
+            chip=self.model.chip,
+            pool=self.model.pool,
+            endpoint=self.endpoint,
+            stream=self.stream,
+            status=status,
+            error_type=error_type,
+            finish_reason=progress.finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            ttft_s=ttft,
+            duration_s=time.perf_counter() - self.started,
+            currency=pricing.currency,
+            price_input_per_million=str(pricing.input_per_million),
+            price_output_per_million=str(pricing.output_per_million),
+            charge_nanos=charge_nanos(
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                pricing.input_per_million,
+                pricing.output_per_million,
+            ),
+            created_at=time.time(),
+            usage_estimated=usage.estimated,
+        )
+
+    def _take(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord | None:
+        if self.settled:
+            return None
+        self.settled = True
+        if self.utilization is not None:
+            self.utilization.finished(self.model.name)
+        record = self._record(progress, status, error_type)
+        self.metrics.observe(record)
+        logger.info(
+            "usage request_id=%s tenant=%s key_id=%s model=%s status=%s prompt_tokens=%d "
+            "completion_tokens=%d estimated=%s duration_s=%.3f",
+            record.request_id,
+            record.tenant,
+            record.key_id,
+            record.model,
+            record.status,
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.usage_estimated,
+            record.duration_s,
+        )
+        return record
+
+    async def settle(self, progress: Progress, status: str, error_type: str | None = None) -> None:
+        """Record the outcome and wait until the record is durable."""
+        record = self._take(progress, status, error_type)
+        if record is not None:
+            await self.ledger.record(record)
+            if self.admission is not None:
+                await self.admission.settle(self.reservation, _tokens(record), record.charge_nanos)
+
+    def settle_nowait(self, progress: Progress, status: str, error_type: str | None = None) -> None:
+        """Record the outcome without waiting (the client is gone; the writer thread still commits it)."""
+        record = self._take(progress, status, error_type)
+        if record is not None:
+            self.ledger.submit(record)
+            if self.admission is not None:
+                self.admission.settle_soon(self.reservation, _tokens(record), record.charge_nanos)
+
+
+def _tokens(record: UsageRecord) -> int:
+    return record.prompt_tokens + record.completion_tokens

@@ -1,0 +1,111 @@
+"""Prometheus metrics of the gateway, on a registry of its own (no global state).
+
+Labels are bounded: model names come from the catalog, tenants from the operator's own tenant list; no
+request ids or key values are ever labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gateway.billing.ledger.records import UsageRecord
+
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.overhead = Histogram(
+            "maas_gateway_overhead_seconds",
+            "Time spent in the gateway itself, excluding waiting for the model replica.",
+            ["endpoint"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "maas_requests_total",
+            "Generation requests by outcome (status, and the error type when it failed).",
+            ["model", "tenant", "chip", "pool", "status", "error_type"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "maas_tokens_total",
+            "Tokens metered, by kind (prompt or completion).",
+            ["model", "tenant", "chip", "pool", "kind"],
+            registry=r,
+        )
+        self.revenue = Counter(
+            "maas_revenue_total",
+            "What tenants are charged (price × tokens), in the model's currency.",
+            ["model", "tenant", "chip", "pool", "currency"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "maas_request_duration_seconds",
+            "Request duration, first byte in to last byte out.",
+            ["model", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "maas_time_to_first_token_seconds",
+            "Time to the first generated token.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        self.tpot = Histogram(
+            "maas_time_per_output_token_seconds",
+            "Time per output token after the first, for streamed requests.",
+            ["model"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+            registry=r,
+        )
+        deployment = ["model", "chip", "pool"]
+        self.infra_cost = Counter(
+            "maas_infra_cost_total",
+            "What replicas cost the operator (pool chip-hour cost x replica time), in the pool's currency.",
+            [*deployment, "currency"],
+            registry=r,
+        )
+        self.replica_seconds = Counter(
+            "maas_replica_seconds_total", "Replica time, busy or idle.", deployment, registry=r
+        )
+        self.busy_seconds = Counter(
+            "maas_replica_busy_seconds_total",
+            "Replica time spent holding at least one request.",
+            deployment,
+            registry=r,
+        )
+        self.replicas = Gauge("maas_replicas", "Replicas the catalog asks for.", deployment, registry=r)
+        self.replicas_healthy = Gauge(
+            "maas_replicas_healthy", "Replicas that are running.", deployment, registry=r
+        )
+        self.in_flight = Gauge("maas_requests_in_flight", "Requests being served now.", ["model"], registry=r)
+        self.queued = Gauge(
+            "maas_requests_queued",
+            "Requests sent to a replica that have no first token yet.",
+            ["model"],
+            registry=r,
+        )
+
+    def observe(self, record: UsageRecord) -> None:
+        """Count one settled request; the same record goes to the ledger, so both agree."""
+        base = (record.model, record.tenant, record.chip, record.pool)
+        self.requests.labels(*base, record.status, record.error_type or "").inc()
+        self.tokens.labels(*base, "prompt").inc(record.prompt_tokens)
+        self.tokens.labels(*base, "completion").inc(record.completion_tokens)
+        self.revenue.labels(*base, record.currency).inc(record.charge_nanos / 1e9)
+        self.latency.labels(record.model, record.endpoint).observe(record.duration_s)
+        if record.ttft_s is not None:
+            self.ttft.labels(record.model).observe(record.ttft_s)
+            if record.completion_tokens > 1:
+                per_token = (record.duration_s - record.ttft_s) / (record.completion_tokens - 1)
+                self.tpot.labels(record.model).observe(per_token)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,52 @@
+"""The gateway's prompt counts match the engine's: same vocabulary, same chat template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backends.base import ChatMessage, ChatPrompt, TextPrompt, TokenPrompt
+from backends.token_count import FALLBACK_PER_MESSAGE, PromptCounter, load_prompt_counter
+from tests.conftest import REPO
+
+MESSAGES = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! 你好"},
+        {"role": "user", "content": "Count: 1, 2, 3 \u00e9\u00e8 <|im_end|>"},
+    ],
+]
+
+
+def prepared_model_folder() -> Path:
+    folders = sorted((REPO / ".cache" / "models").glob("smollm2-135m-instruct-*/tokenizer.json"))
+    if not folders:
+        pytest.skip("the SmolLM2 folder is prepared by the e2e tests (maas serve) first")
+    return folders[-1].parent
+
+
+@pytest.mark.parametrize("messages", MESSAGES)
+def test_chat_prompt_count_equals_transformers_with_the_template(messages: list[dict[str, str]]) -> None:
+    from transformers import AutoTokenizer
+
+    folder = prepared_model_folder()
+    expected = AutoTokenizer.from_pretrained(folder).apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    prompt = ChatPrompt(tuple(ChatMessage(m["role"], m["content"]) for m in messages))  # type: ignore[arg-type]
+    assert load_prompt_counter(folder).prompt_tokens(prompt) == len(expected)
+
+
+def test_text_and_token_prompts() -> None:
+    counter = PromptCounter()
+    assert counter.prompt_tokens(TokenPrompt((1, 2, 3))) == 3
+    assert counter.prompt_tokens(TextPrompt("abc")) == 4
+
+
+def test_without_a_tokenizer_the_count_is_a_generous_upper_bound(tmp_path: Path) -> None:
+    counter = load_prompt_counter(tmp_path)
+    prompt = ChatPrompt((ChatMessage("user", "héllo"),))
+    assert counter.prompt_tokens(prompt) == len("héllo".encode()) + 2 * FALLBACK_PER_MESSAGE

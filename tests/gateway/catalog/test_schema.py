@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.catalog.schema import CatalogError, GgufPackageWeights, TinyRandomWeights, load_catalog
+
+VALID: dict[str, Any] = {
+    "models": [
+        {
+            "name": "m1",
+            "family": "llama",
+            "aliases": ["one"],
+            "context_length": 2048,
+            "weights": {"kind": "local", "path": "/models/m1"},
+            "deployments": [{"backend": "vllm", "engine": {"dtype": "float32"}}],
+        }
+    ]
+}
+
+
+def test_repo_default_catalog_serves_smollm2_in_float32(repo_root: Path) -> None:
+    catalog = load_catalog(repo_root / "models.yaml")
+    model = catalog.find("smollm2")
+    assert model is not None and model.name == "smollm2-135m-instruct"
+    assert isinstance(model.weights, GgufPackageWeights)
+    assert model.deployments[0].engine["dtype"] == "float32"
+
+
+def test_alias_and_name_resolve_to_the_same_model(write_catalog: Callable[[object], Path]) -> None:
+    catalog = load_catalog(write_catalog(VALID))
+    assert catalog.find("one") is catalog.find("m1")
+    assert catalog.find("missing") is None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["models"][0].pop("context_length"), "models[0].context_length: Field required"),
+        (lambda c: c["models"][0].update(family="gpt"), "models[0].family"),
+        (lambda c: c["models"][0]["weights"].update(kind="s3"), "models[0].weights"),
+        (lambda c: c["models"][0].update(deployments=[]), "models[0].deployments"),
+        (lambda c: c["models"][0].update(surprise=1), "models[0].surprise: Extra inputs"),
+        (
+            lambda c: c["models"][0]["deployments"][0]["engine"].update(dtype="fp8"),
+            "models[0].deployments[0].engine",
+        ),
+        (
+            lambda c: c["models"][0]["deployments"][0]["engine"].update(kv_cache_gb=1),
+            "engine.kv_cache_gb: Extra inputs are not permitted",
+        ),
+        (
+            lambda c: c["models"][0]["deployments"][0].update(backend="nope"),
+            "models[0].deployments[0].backend: unknown backend 'nope'",
+        ),
+    ],
+)
+def test_schema_errors_name_the_file_and_the_field(
+    write_catalog: Callable[[object], Path], mutate: Callable[[dict[str, Any]], object], expected: str
+) -> None:
+    data = copy.deepcopy(VALID)
+    mutate(data)
+    path = write_catalog(data)
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert expected in message
+
+
+def test_duplicate_alias_across_models_is_rejected(write_catalog: Callable[[object], Path]) -> None:
+    data = copy.deepcopy(VALID)
+    second = copy.deepcopy(data["models"][0])
+    second.update(name="m2", aliases=["one"])
+    data["models"].append(second)
+    with pytest.raises(CatalogError, match="'one' of model 'm2' is already used by 'm1'"):
+        load_catalog(write_catalog(data))
+
+
+def test_invalid_yaml_and_missing_file_are_clear(
+    write_catalog: Callable[[object], Path], tmp_path: Path
+) -> None:
+    with pytest.raises(CatalogError, match="not valid YAML"):
+        load_catalog(write_catalog("models: [unclosed"))
+    with pytest.raises(CatalogError, match="cannot read the model catalog"):
+        load_catalog(tmp_path / "absent.yaml")
+
+
+def test_catalog_check_command_reports_ok_and_errors(
+    write_catalog: Callable[[object], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli.main import main
+
+    good = write_catalog(VALID)
+    assert main(["catalog", "check", str(good)]) == 0
+    assert "OK, 1 model(s)" in capsys.readouterr().out
+    good.write_text(yaml.safe_dump({"models": "none"}))
+    assert main(["catalog", "check", str(good)]) == 2
+    assert "models: Input should be a valid list" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["production-example.yaml", "families-tiny.yaml"])
+def test_shipped_family_catalogs_pass_maas_catalog_check(
+    repo_root: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli.main import main
+
+    assert main(["catalog", "check", str(repo_root / "deploy" / "catalogs" / name)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_production_example_names_every_family_and_its_template(repo_root: Path) -> None:
+    catalog = load_catalog(repo_root / "deploy" / "catalogs" / "production-example.yaml")
+    assert {m.family for m in catalog.models} == {"deepseek", "glm", "qwen", "yi", "llama", "bloom"}
+    assert all(m.chat_template for m in catalog.models)
+    chips = {d.chip for m in catalog.models for d in m.deployments}
+    assert chips == {"nvidia", "ascend", "enflame", "hexaflake", "cpu"}
+    assert {d.backend for m in catalog.models for d in m.deployments} == {
+        "vllm",
+        "transformers",
+        "openai_upstream",
+    }
+    assert catalog.chip_kinds()["hexaflake"].ray_resource == "HXF"  # declared in the file, as data
+
+
+def test_families_tiny_serves_one_tiny_random_model_per_family(repo_root: Path) -> None:
+    catalog = load_catalog(repo_root / "deploy" / "catalogs" / "families-tiny.yaml")
+    assert sorted(m.family for m in catalog.models) == ["bloom", "deepseek", "glm", "llama", "qwen", "yi"]
+    assert all(isinstance(m.weights, TinyRandomWeights) for m in catalog.models)
+
+
+def test_tiny_random_weights_need_a_chat_template(write_catalog: Callable[[object], Path]) -> None:
+    data = copy.deepcopy(VALID)
+    data["models"][0]["weights"] = {"kind": "tiny_random", "architecture": "qwen3"}
+    with pytest.raises(CatalogError, match=r"models\[0\]: Value error, tiny_random weights need"):
+        load_catalog(write_catalog(data))
+    data["models"][0]["chat_template"] = "qwen3"
+    assert isinstance(load_catalog(write_catalog(data)).models[0].weights, TinyRandomWeights)
+
+
+def test_unknown_chat_template_or_architecture_is_rejected(write_catalog: Callable[[object], Path]) -> None:
+    data = copy.deepcopy(VALID)
+    data["models"][0]["chat_template"] = "chatml"
+    with pytest.raises(CatalogError, match="'chatml' is not shipped; known: bloom, deepseek_r1"):
+        load_catalog(write_catalog(data))
+    data["models"][0].update(chat_template="llama3", weights={"kind": "tiny_random", "architecture": "gpt2"})
+    with pytest.raises(CatalogError, match=r"models\[0\].weights.architecture"):
+        load_catalog(write_catalog(data))

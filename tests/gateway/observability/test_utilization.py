@@ -1,0 +1,123 @@
+"""Cost, replica time and busy time: a hand-computed case from the catalog's pool costs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.catalog.pools import Pool
+from gateway.catalog.schema import parse_catalog
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.utilization import UtilizationMeter, deployment_costs
+
+CATALOG = {
+    "pools": [
+        {
+            "name": "own",
+            "kind": "owned",
+            "chips": {
+                "nvidia": {
+                    "purchase_price": "43800",
+                    "depreciation_years": 5,
+                    "power_and_hosting_per_hour": "0.5",
+                }
+            },
+        },
+        {"name": "rented", "kind": "managed", "chips": {"ascend": {"hourly_fee": "2.40"}}},
+    ],
+    "models": [
+        {
+            "name": "a",
+            "family": "llama",
+            "context_length": 2048,
+            "weights": {"kind": "local", "path": "/m/a"},
+            "deployments": [{"chip": "nvidia", "chips_per_replica": 2, "pool": "own", "replicas": 3}],
+        },
+        {
+            "name": "b",
+            "family": "qwen",
+            "context_length": 2048,
+            "weights": {"kind": "local", "path": "/m/b"},
+            "deployments": [{"chip": "ascend", "chips_per_replica": 1, "pool": "rented", "replicas": 1}],
+        },
+    ],
+}
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    result = registry.get_sample_value(name, labels)
+    assert result is not None, (name, labels)
+    return result
+
+
+def test_owned_chip_hour_is_depreciation_plus_power_and_managed_is_the_fee() -> None:
+    catalog = parse_catalog(CATALOG, "test")
+    own, rented = catalog.pools
+    # 43800 over 5 years of 8760 hours is 1.00 per hour, plus 0.50 power and hosting.
+    assert own.chip_hour_cost("nvidia") == Decimal("1.5")
+    assert own.replica_hour_cost("nvidia", 2) == Decimal("3.0")
+    assert rented.replica_hour_cost("ascend", 1) == Decimal("2.40")
+    assert rented.chip_hour_cost("tpu") == 0
+
+
+def test_replica_time_busy_time_and_cost_accrue_per_deployment() -> None:
+    catalog = parse_catalog(CATALOG, "test")
+    metrics = GatewayMetrics()
+    clock = [0.0]
+    meter = UtilizationMeter(
+        metrics, deployment_costs(catalog), lambda: {"a": 3, "b": 0}, clock=lambda: clock[0]
+    )
+    meter.started("a")
+    clock[0] = 1800.0  # half an hour with one request on model a
+    meter.finished("a")
+    clock[0] = 3600.0
+    meter.tick()
+    r = metrics.registry
+    a = {"model": "a", "chip": "nvidia", "pool": "own"}
+    b = {"model": "b", "chip": "ascend", "pool": "rented"}
+    assert value(r, "maas_replica_seconds_total", **a) == 3 * 3600
+    assert value(r, "maas_replica_busy_seconds_total", **a) == 1800  # one of three replicas, half the hour
+    assert value(r, "maas_infra_cost_total", **a, currency="USD") == pytest.approx(3 * 3.0)
+    assert value(r, "maas_infra_cost_total", **b, currency="USD") == pytest.approx(2.40)
+    assert value(r, "maas_replicas", **a) == 3 and value(r, "maas_replicas_healthy", **a) == 3
+    assert value(r, "maas_replicas_healthy", **b) == 0
+
+
+def test_deployments_must_name_declared_pools() -> None:
+    broken = {**CATALOG, "pools": [CATALOG["pools"][0]]}
+    with pytest.raises(Exception, match="pool 'rented', which is not declared"):
+        parse_catalog(broken, "test")
+
+
+def test_pool_costs_must_fit_the_pool_kind() -> None:
+    with pytest.raises(ValueError, match="needs hourly_fee"):
+        Pool(name="x", kind="managed", chips={"nvidia": {"purchase_price": "1"}})  # type: ignore[dict-item]
+
+
+def test_streamed_records_feed_time_per_output_token_and_errors_carry_their_type() -> None:
+    import dataclasses
+
+    from tests.gateway.billing.ledger.test_stores import record
+
+    metrics = GatewayMetrics()
+    metrics.observe(record("r1", ttft_s=0.5, duration_s=2.5, completion_tokens=5))
+    metrics.observe(
+        dataclasses.replace(record("r2"), status="error", error_type="BackendUnavailable", ttft_s=None)
+    )
+    r = metrics.registry
+    assert value(r, "maas_time_per_output_token_seconds_count", model="m1") == 1
+    assert value(r, "maas_time_per_output_token_seconds_sum", model="m1") == pytest.approx(0.5)
+    labels = {"model": "m1", "tenant": "acme", "chip": "cpu", "pool": "own"}
+    assert value(r, "maas_requests_total", **labels, status="error", error_type="BackendUnavailable") == 1
+    assert value(r, "maas_requests_total", **labels, status="ok", error_type="") == 1
+
+
+def test_requests_waiting_for_their_first_token_are_counted_as_queued() -> None:
+    metrics = GatewayMetrics()
+    meter = UtilizationMeter(metrics, [])
+    meter.waiting("m", +1)
+    meter.waiting("m", +1)
+    meter.waiting("m", -1)
+    assert value(metrics.registry, "maas_requests_queued", model="m") == 1
