@@ -22,35 +22,25 @@ import itertools
 import json
 import logging
 import os
-import re
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backends.base import ChatPrompt, GenerationChunk, GenerationRequest, ModelSpec
-from backends.errors import (
-    BackendUnavailable,
-    ContextLengthExceeded,
-    InvalidRequest,
-    ServiceError,
-    UpstreamTimeout,
-)
+from backends.errors import BackendUnavailable, ServiceError, UpstreamTimeout
+from backends.openai_upstream_options import MAX_BACKOFF_S, OpenAIUpstreamOptions
 from backends.openai_wire import (
-    REQUEST_FIELDS,
     Answer,
-    error_fields,
     model_ids,
     request_body,
     whole_as_events,
 )
+from backends.upstream_errors import Misconfigured, Secrets, read_error_body, status_error, transport_error
 from backends.upstream_usage import TokenCounter
 
 logger = logging.getLogger(__name__)
 
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _BEFORE_ANSWER = (
     httpx.ConnectError,
@@ -60,101 +50,7 @@ _BEFORE_ANSWER = (
     httpx.WriteError,
 )
 """Failures of a request that got no answer at all (no status line): retried."""
-_MAX_BACKOFF_S = 5.0
 _POOL_SHARDS = 8
-_MAX_ERROR_BODY = 64 * 1024
-_MAX_MESSAGE = 2000
-_CONTEXT_MESSAGE = re.compile(
-    r"context length|context window|maximum context|max_model_len|prompt is too long|input is too long"
-    r"|too many (input )?tokens",
-    re.IGNORECASE,
-)
-
-
-class OpenAIUpstreamOptions(BaseModel):
-    """Engine options a catalog deployment sets for the ``openai_upstream`` backend."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str = Field(
-        description="The upstream's OpenAI API root, e.g. http://10.0.0.5:8000/v1 (http:// or https://)."
-    )
-    model: str = Field(min_length=1, description="The model name the upstream serves (sent as `model`).")
-    api_key_env: str | None = Field(
-        default=None,
-        pattern=_ENV_NAME,
-        description="Name of the environment variable that holds the upstream's API key (never the key).",
-    )
-    connect_timeout_s: float = Field(default=5.0, gt=0, description="Longest wait to open a connection.")
-    read_timeout_s: float = Field(
-        default=60.0,
-        gt=0,
-        description="Longest wait for the next bytes of an answer, the first token included.",
-    )
-    answer_timeout_s: float = Field(
-        default=600.0,
-        gt=0,
-        description="Longest wait for a whole answer, when the caller did not ask for a stream.",
-    )
-    retries: int = Field(
-        default=2,
-        ge=0,
-        le=10,
-        description="Extra attempts after a refused connection, 429 or 5xx, only before the first byte.",
-    )
-    retry_backoff_s: float = Field(
-        default=0.2, ge=0, le=_MAX_BACKOFF_S, description="Wait before the first retry; doubled each time."
-    )
-    max_connections: int = Field(
-        default=256,
-        ge=1,
-        description=(
-            "Connections one replica opens to the upstream at most; more requests wait for a free one "
-            "(up to read_timeout_s)."
-        ),
-    )
-    headers: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra HTTP headers for every call; not for secrets (the key comes from api_key_env).",
-    )
-    continuous_usage: bool = Field(
-        default=True,
-        description=(
-            "Ask for usage on every chunk (stream_options.continuous_usage_stats, honoured by vLLM and "
-            "SGLang); turn off for an upstream that rejects unknown fields."
-        ),
-    )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("base_url must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
-        return value.rstrip("/")
-
-    @field_validator("headers")
-    @classmethod
-    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
-        if any(name.lower() in ("authorization", "api-key", "x-api-key") for name in value):
-            raise ValueError("credentials do not belong in the catalog: set api_key_env instead")
-        return value
-
-
-class _Misconfigured(BackendUnavailable):
-    """The upstream answered, and the answer shows the deployment is set up wrong (key, URL or model)."""
-
-
-@dataclass(frozen=True)
-class _Secrets:
-    """What an error message must never show a client: the upstream's address and key."""
-
-    values: tuple[str, ...]
-
-    def scrub(self, message: str) -> str:
-        for value in self.values:
-            if value:
-                message = message.replace(value, "[upstream]")
-        return message[:_MAX_MESSAGE]
 
 
 class OpenAIUpstreamBackend:
@@ -169,7 +65,7 @@ class OpenAIUpstreamBackend:
         self.options = options
         self._client: _Clients | None = None
         self._counter = TokenCounter()
-        self._secrets = _Secrets((options.base_url, httpx.URL(options.base_url).netloc.decode()))
+        self._secrets = Secrets((options.base_url, httpx.URL(options.base_url).netloc.decode()))
         self._closing: asyncio.Task[None] | None = None
         self._answer_timeout = httpx.Timeout(  # a whole answer: the read waits for all of it
             connect=options.connect_timeout_s,
@@ -193,7 +89,7 @@ class OpenAIUpstreamBackend:
                     "not set in the gateway's environment"
                 )
             headers["Authorization"] = f"Bearer {key}"
-            self._secrets = _Secrets((*self._secrets.values, key))
+            self._secrets = Secrets((*self._secrets.values, key))
         self._counter = await asyncio.to_thread(TokenCounter.load, self.spec.weights_path)
         # Several small pools instead of one large one: httpcore scans every connection of a pool on each
         # request it assigns (with a socket check per idle connection), which the overhead profile showed
@@ -219,7 +115,7 @@ class OpenAIUpstreamBackend:
         )
         try:
             await self.check_health()
-        except _Misconfigured:
+        except Misconfigured:
             await self.aclose()
             raise
         except BackendUnavailable as exc:  # down for now: requests answer 503 until it is back
@@ -234,7 +130,7 @@ class OpenAIUpstreamBackend:
         except httpx.HTTPError as exc:
             raise BackendUnavailable(f"The model endpoint is unreachable ({type(exc).__name__}).") from None
         if response.status_code in (401, 403, 404):
-            raise _Misconfigured(
+            raise Misconfigured(
                 f"The model endpoint answered GET /models with {response.status_code}: check base_url and "
                 "api_key_env."
             )
@@ -242,7 +138,7 @@ class OpenAIUpstreamBackend:
             raise BackendUnavailable(f"The model endpoint answered GET /models with {response.status_code}.")
         served = model_ids(response.content)
         if served is not None and self.options.model not in served:
-            raise _Misconfigured(
+            raise Misconfigured(
                 f"The model endpoint does not serve {self.options.model!r}; it serves {', '.join(served)}."
             )
 
@@ -326,7 +222,7 @@ class OpenAIUpstreamBackend:
         attempts = self.options.retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
-            wait = min(self.options.retry_backoff_s * 2**attempt, _MAX_BACKOFF_S)
+            wait = min(self.options.retry_backoff_s * 2**attempt, MAX_BACKOFF_S)
             http_request = client.build_request(
                 "POST",
                 path,
@@ -345,18 +241,18 @@ class OpenAIUpstreamBackend:
                     type(exc).__name__,
                 )
                 if last:
-                    raise self._transport_error(exc) from None
+                    raise transport_error(exc) from None
                 await asyncio.sleep(wait)
                 continue
             except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from None
+                raise transport_error(exc) from None
             if response.status_code == 200:
                 content_type = response.headers.get("content-type", "")
                 if body["stream"] and "text/event-stream" not in content_type:
                     await response.aclose()
                     raise BackendUnavailable("The model endpoint did not stream its answer.")
                 return response
-            error_body = await _read_error_body(response)
+            error_body = await read_error_body(response)
             logger.warning(
                 "upstream answered model=%s attempt=%d status=%d",
                 self.spec.name,
@@ -369,34 +265,8 @@ class OpenAIUpstreamBackend:
             raise self._status_error(response.status_code, error_body, chat)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _transport_error(self, exc: httpx.HTTPError) -> ServiceError:
-        if isinstance(exc, httpx.PoolTimeout):
-            return BackendUnavailable("Too many requests are waiting for this model's endpoint; retry.")
-        if isinstance(exc, httpx.TimeoutException):
-            return UpstreamTimeout("The model endpoint did not answer in time.")
-        return BackendUnavailable("The model endpoint is unreachable; retry.")
-
     def _status_error(self, status: int, body: object, chat: bool) -> ServiceError:
-        message, code, param = error_fields(body)
-        message = self._secrets.scrub(message)
-        if status in (400, 413, 422):
-            text = message or "The model endpoint rejected the request."
-            if code == "context_length_exceeded" or _CONTEXT_MESSAGE.search(text):
-                return ContextLengthExceeded(text, param="messages" if chat else "prompt")
-            return InvalidRequest(text, param=param if param in REQUEST_FIELDS else None)
-        if status in (408, 504):
-            return UpstreamTimeout("The model endpoint did not answer in time.")
-        if status in (401, 403, 404):
-            logger.error(
-                "upstream refused the gateway model=%s status=%d (check base_url, model and api_key_env): %s",
-                self.spec.name,
-                status,
-                message,
-            )
-            return BackendUnavailable("This model is unavailable: its endpoint is misconfigured.")
-        if status == 429:
-            return BackendUnavailable("This model's endpoint is overloaded; retry.")
-        return BackendUnavailable("This model's endpoint failed; retry.")
+        return status_error(status, body, chat=chat, secrets=self._secrets, model=self.spec.name)
 
     def _payload(self, data: str, chat: bool) -> dict[str, Any]:
         try:
@@ -452,22 +322,8 @@ class _Clients:
         await asyncio.gather(*(client.aclose() for client in self._clients))
 
 
-async def _read_error_body(response: httpx.Response) -> bytes:
-    body = b""
-    try:
-        async for part in response.aiter_bytes():
-            body += part
-            if len(body) >= _MAX_ERROR_BODY:
-                break
-    except httpx.HTTPError:
-        pass  # the status is what matters; the message is a courtesy
-    finally:
-        await response.aclose()
-    return body[:_MAX_ERROR_BODY]
-
-
 def _retry_after(response: httpx.Response, default: float) -> float:
     try:
-        return min(float(response.headers.get("retry-after", default)), _MAX_BACKOFF_S)
+        return min(float(response.headers.get("retry-after", default)), MAX_BACKOFF_S)
     except ValueError:
         return default
