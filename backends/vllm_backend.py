@@ -27,6 +27,7 @@ from backends.base import (
 from backends.chips import ChipUnavailable
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
+from backends.vllm_attention import attention_backend
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,14 @@ class VLLMOptions(BaseModel):
     max_logprobs: int = Field(default=20, ge=0, description="Largest top_logprobs accepted.")
     cpu_reserved_cores: int = Field(
         default=0, ge=0, description="CPU only: cores vLLM keeps free of its worker threads."
+    )
+    attention_backend: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z][A-Z0-9_]*$",
+        description=(
+            "vLLM attention backend by its name (e.g. CPU_MLA, FLASH_ATTN); default: vLLM's choice, "
+            "except CPU_MLA for a float32 MLA model on the CPU (see backends.vllm_attention)."
+        ),
     )
 
 
@@ -124,6 +133,14 @@ class VLLMBackend:
         if self.options.kv_cache_gib is not None:
             # On the CPU too: VLLM_CPU_KVCACHE_SPACE takes whole GiB only (and would override this).
             kwargs["kv_cache_memory_bytes"] = int(self.options.kv_cache_gib * 2**30)
+        backend = attention_backend(
+            self.spec.chip_kind.name,
+            self.options.dtype,
+            self.spec.weights_path,
+            self.options.attention_backend,
+        )
+        if backend is not None:
+            kwargs["attention_backend"] = backend
         return kwargs
 
     async def start(self) -> None:
