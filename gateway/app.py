@@ -23,6 +23,7 @@ from gateway.api import (
     prometheus,
     usage,
 )
+from gateway.api.body_limit import BodyLimit
 from gateway.api.health import HealthSource
 from gateway.billing.admission import Admission, CounterStore
 from gateway.billing.ledger import Ledger
@@ -97,6 +98,7 @@ def build_app(
     app.state.catalog_controller = catalog_controller
     app.state.utilization = utilization
     app.state.health_source = health_source
+    app.add_middleware(BodyLimit)
     app.add_middleware(RequestClock)
     app.add_exception_handler(ServiceError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)

@@ -32,6 +32,7 @@ __all__ = [
     "PermissionDenied",
     "QuotaExceeded",
     "RateLimited",
+    "RequestTooLarge",
     "ServiceError",
     "UpstreamTimeout",
     "as_gateway_error",
@@ -55,6 +56,10 @@ class NotFound(ServiceError):
 
 class ModelNotFound(NotFound):
     """The request names a model the catalog does not have."""
+
+
+class RequestTooLarge(ServiceError):
+    """The request body is over the gateway's size limit."""
 
 
 class InsufficientCapacity(ServiceError):
@@ -135,6 +140,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     NotFound: (404, _INVALID, "not_found"),
     ModelNotFound: (404, _INVALID, "model_not_found"),
     InsufficientCapacity: (409, _INVALID, "insufficient_chips"),
+    RequestTooLarge: (413, _INVALID, "request_too_large"),
     RateLimited: (429, "requests", "rate_limit_exceeded"),  # type: the limit's ``per``
     QuotaExceeded: (429, "insufficient_quota", "insufficient_quota"),
     BackendUnavailable: (503, "service_unavailable", "backend_unavailable"),

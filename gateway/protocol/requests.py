@@ -56,7 +56,11 @@ class StreamOptions(BaseModel):
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
-PositiveInt = Annotated[int, Field(ge=1)]
+# Counts a ledger row and an engine can hold; a context check refuses what the model cannot fit.
+TokenCount = Annotated[int, Field(ge=1, le=2**31 - 1)]
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# OpenAI's published range for ``seed``: a signed 64-bit integer.
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class _SamplingFields(_Request):
@@ -67,10 +71,10 @@ class _SamplingFields(_Request):
     top_p: TopP | None = None
     n: Annotated[int, Field(ge=1, le=MAX_N)] = 1
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    max_tokens: PositiveInt | None = None
+    max_tokens: TokenCount | None = None
     user: str | None = None
     ignore_eos: bool = False  # vLLM's extension, used by benchmark clients
 
@@ -108,7 +112,7 @@ class _SamplingFields(_Request):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: PositiveInt | None = None
+    max_completion_tokens: TokenCount | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
     tools: list[Any] | None = None
@@ -138,7 +142,7 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str] | list[int] = Field(min_length=1)
+    prompt: str | list[str] | list[TokenId] = Field(min_length=1)
     logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
     echo: bool = False
     suffix: str | None = None

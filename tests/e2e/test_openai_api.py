@@ -207,6 +207,19 @@ def test_hostile_input_does_not_hurt_the_replica(gateway: Gateway) -> None:
     assert "Paris" in chat(gateway).choices[0].message.content
 
 
+def test_every_64_bit_seed_reaches_the_engine_and_others_are_400(gateway: Gateway) -> None:
+    for seed in (2**63 - 1, -(2**63), 0):
+        answer = chat(gateway, seed=seed, temperature=1, max_tokens=4)
+        assert answer.usage.completion_tokens >= 1
+    seeded = [
+        chat(gateway, seed=2**63 - 1, temperature=1, max_tokens=8).choices[0].message.content for _ in "ab"
+    ]
+    assert seeded[0] == seeded[1]  # the same seed samples the same answer
+    with pytest.raises(openai.BadRequestError) as info:
+        chat(gateway, seed=2**64)
+    assert info.value.param == "seed"
+
+
 def test_concurrent_requests_are_all_answered(gateway: Gateway) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: chat(gateway).choices[0].message.content, range(8)))
