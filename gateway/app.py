@@ -27,6 +27,7 @@ from gateway.api.body_limit import BodyLimit
 from gateway.api.health import HealthSource
 from gateway.billing.admission import Admission, CounterStore
 from gateway.billing.ledger import Ledger
+from gateway.billing.overload import ModelGates
 from gateway.catalog.routing import ModelRouter
 from gateway.errors import InvalidRequest, OpenAIError, ServiceError, internal_error, openai_error
 from gateway.observability.metrics import GatewayMetrics
@@ -88,6 +89,7 @@ def build_app(
     health_source: HealthSource,
     catalog_controller: CatalogController | None = None,
     utilization: UtilizationMeter | None = None,
+    model_gates: ModelGates | None = None,
 ) -> FastAPI:
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.model_router = model_router
@@ -98,6 +100,7 @@ def build_app(
     app.state.catalog_controller = catalog_controller
     app.state.utilization = utilization
     app.state.health_source = health_source
+    app.state.model_gates = model_gates or ModelGates()
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestClock)
     app.add_exception_handler(ServiceError, _on_gateway_error)

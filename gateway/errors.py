@@ -27,19 +27,26 @@ __all__ = [
     "InsufficientCapacity",
     "InvalidRequest",
     "ModelNotFound",
+    "ModelSaturated",
     "NotFound",
     "OpenAIError",
+    "Overloaded",
     "PermissionDenied",
     "QuotaExceeded",
     "RateLimited",
     "RequestTooLarge",
     "ServiceError",
+    "TenantOverShare",
     "UpstreamTimeout",
     "as_gateway_error",
     "internal_error",
     "openai_error",
     "replica_lost",
 ]
+
+
+def _retry_after(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
 
 
 class AuthenticationFailed(ServiceError):
@@ -58,16 +65,37 @@ class ModelNotFound(NotFound):
     """The request names a model the catalog does not have."""
 
 
+class Overloaded(ServiceError):
+    """A model's queue is full: the request is refused at once rather than left waiting."""
+
+    @classmethod
+    def now(cls, model: str, retry_after_s: float) -> Overloaded:
+        error = cls(cls.explain.format(model=model))
+        error.headers = {"retry-after": _retry_after(retry_after_s)}
+        return error
+
+    explain: str = "The model `{model}` is saturated; retry later."
+
+
+class TenantOverShare(Overloaded):
+    """The model is saturated and the caller's tenant already holds more than its share of it."""
+
+    explain: str = (
+        "The model `{model}` is saturated and your organization is using more than its share of it; "
+        "retry later."
+    )
+
+
+class ModelSaturated(Overloaded):
+    """The model is saturated by requests of one tenant alone (the caller's)."""
+
+
 class RequestTooLarge(ServiceError):
     """The request body is over the gateway's size limit."""
 
 
 class InsufficientCapacity(ServiceError):
     """An operator's change asks for chips the cluster does not have (nothing was changed)."""
-
-
-def _retry_after(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
 
 
 class RateLimited(ServiceError):
@@ -141,6 +169,9 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     ModelNotFound: (404, _INVALID, "model_not_found"),
     InsufficientCapacity: (409, _INVALID, "insufficient_chips"),
     RequestTooLarge: (413, _INVALID, "request_too_large"),
+    Overloaded: (503, "service_unavailable", "model_overloaded"),
+    TenantOverShare: (429, "requests", "tenant_over_share"),
+    ModelSaturated: (503, "service_unavailable", "model_overloaded"),
     RateLimited: (429, "requests", "rate_limit_exceeded"),  # type: the limit's ``per``
     QuotaExceeded: (429, "insufficient_quota", "insufficient_quota"),
     BackendUnavailable: (503, "service_unavailable", "backend_unavailable"),

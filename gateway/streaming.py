@@ -75,10 +75,11 @@ async def sse_stream(
         yield DONE
     finally:
         meter.settle_nowait(progress, "cancelled")  # no-op when already settled
-        await _close(rest)
+        await close_chunks(rest)
 
 
-async def _close(chunks: AsyncIterator[GenerationChunk]) -> None:
+async def close_chunks(chunks: AsyncIterator[GenerationChunk]) -> None:
+    """End a backend's stream early (the replica aborts the request; a slot it held is freed)."""
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
         await aclose()

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.billing.admission import Admission
 from gateway.billing.ledger import Ledger
+from gateway.billing.overload import ModelGates
 from gateway.catalog.routing import ModelRouter
 from gateway.errors import AuthenticationFailed, BackendUnavailable, InvalidRequest, PermissionDenied
 from gateway.observability.metrics import GatewayMetrics
@@ -44,6 +45,11 @@ def get_utilization(request: Request) -> UtilizationMeter | None:
 def get_admission(request: Request) -> Admission:
     admission: Admission = request.app.state.admission
     return admission
+
+
+def get_model_gates(request: Request) -> ModelGates:
+    gates: ModelGates = request.app.state.model_gates
+    return gates
 
 
 def get_ledger(request: Request) -> Ledger:

@@ -1,4 +1,5 @@
-"""The request path shared by chat and text completions: route → replica → response → metering."""
+"""The request path shared by chat and text completions: admission → a slot of the model → replica →
+response → metering."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backends.base import GenerationChunk, GenerationRequest, Prompt, SamplingOptions
-from gateway.api.deps import get_admission, get_ledger, get_metrics, get_utilization
+from gateway.api.deps import get_admission, get_ledger, get_metrics, get_model_gates, get_utilization
 from gateway.billing.admission import Admission
 from gateway.billing.metering import Meter, Progress
+from gateway.billing.overload import gated
 from gateway.catalog.routing import RoutedModel
-from gateway.errors import InvalidRequest, PermissionDenied, ServiceError, as_gateway_error
-from gateway.streaming import StreamEncoder, first_chunk, sse_stream
+from gateway.errors import InvalidRequest, Overloaded, PermissionDenied, ServiceError, as_gateway_error
+from gateway.streaming import StreamEncoder, close_chunks, first_chunk, sse_stream
 from gateway.tenancy.keystore import Principal
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -98,7 +100,9 @@ async def run_call(
     generation = GenerationRequest(
         request_id=request_id, prompt=call.prompt, sampling=call.sampling, whole=not call.stream
     )
-    chunks = call.model.client.generate(generation)
+    gate = get_model_gates(request).gate(call.model.name, call.model.capacity, call.model.max_queued)
+    # The slot is taken (or refused) at the first chunk, before the answer starts: see billing.overload.
+    chunks = gated(gate.slot(principal.tenant), call.model.client.generate(generation))
     waiting = time.perf_counter()
     if utilization is not None:
         utilization.waiting(call.model.name, +1)
@@ -106,7 +110,8 @@ async def run_call(
         first = await first_chunk(chunks)
     except Exception as exc:
         error = as_gateway_error(exc)
-        await meter.settle(Progress(), "error", type(error).__name__)
+        status = "rejected" if isinstance(error, Overloaded) else "error"
+        await meter.settle(Progress(), status, type(error).__name__)
         raise error from exc
     finally:
         if utilization is not None:
@@ -118,6 +123,7 @@ async def run_call(
             sse_stream(first, chunks, encoder, meter), media_type="text/event-stream", headers=SSE_HEADERS
         )
     else:
+        await close_chunks(chunks)  # a whole answer is one chunk: free its slot now
         whole = first or GenerationChunk()
         progress = Progress()
         progress.observe(whole)

@@ -34,6 +34,10 @@ class RoutedModel:
     pool: str
     prompt_counter: PromptCounter = PromptCounter()
     reasoning: str | None = None
+    capacity: int = 256
+    """Requests the model's replicas take at once, all deployments together."""
+    max_queued: int = 256
+    """Requests that may wait in the gateway beyond ``capacity`` before new ones are refused."""
 
     @classmethod
     def from_entry(
@@ -54,6 +58,8 @@ class RoutedModel:
             pool=entry.deployments[0].pool,
             prompt_counter=prompt_counter,
             reasoning=entry.reasoning,
+            capacity=sum(d.capacity for d in entry.deployments),
+            max_queued=sum(d.queue_limit for d in entry.deployments),
         )
 
 

@@ -114,6 +114,23 @@ class Deployment(_Strict):
     max_ongoing_requests: int = Field(
         default=256, ge=1, description="Requests one replica accepts at once before queueing."
     )
+    max_queued_requests: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests of this deployment that wait in the gateway once its replicas are full; past "
+        "them new requests are refused at once (429 or 503 with Retry-After). Default: as many as its "
+        "replicas take at once (replicas x max_ongoing_requests).",
+    )
+
+    @property
+    def capacity(self) -> int:
+        """Requests this deployment's replicas take at once."""
+        return self.replicas * self.max_ongoing_requests
+
+    @property
+    def queue_limit(self) -> int:
+        return self.capacity if self.max_queued_requests is None else self.max_queued_requests
+
     engine: dict[str, Any] = Field(
         default_factory=dict, description="Engine options, validated by the backend's own schema."
     )

@@ -151,3 +151,21 @@ def test_unknown_chat_template_or_architecture_is_rejected(write_catalog: Callab
     data["models"][0].update(chat_template="llama3", weights={"kind": "tiny_random", "architecture": "gpt2"})
     with pytest.raises(CatalogError, match=r"models\[0\].weights.architecture"):
         load_catalog(write_catalog(data))
+
+
+def test_a_models_queue_bound_is_its_deployments_together(write_catalog: Callable[[object], Path]) -> None:
+    from backends.token_count import PromptCounter
+    from gateway.catalog.routing import RoutedModel
+    from tests.gateway.conftest import NoClient
+
+    data = copy.deepcopy(VALID)
+    data["models"][0]["deployments"] = [
+        {"replicas": 2, "max_ongoing_requests": 8},  # queue as deep as the replicas take: 16
+        {"replicas": 1, "max_ongoing_requests": 4, "max_queued_requests": 0},
+    ]
+    entry = load_catalog(write_catalog(data)).models[0]
+    routed = RoutedModel.from_entry(entry, client=NoClient(), deployment="d", prompt_counter=PromptCounter())
+    assert (routed.capacity, routed.max_queued) == (20, 16)
+    data["models"][0]["deployments"] = [{"max_queued_requests": -1}]
+    with pytest.raises(CatalogError, match="max_queued_requests"):
+        load_catalog(write_catalog(data))

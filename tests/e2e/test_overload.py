@@ -1,0 +1,88 @@
+"""Overload on the real gateway and engine: past the model's bounded queue requests are refused at once
+(503 alone, 429 for a tenant over its share) with Retry-After, a quiet tenant is still served while another
+floods, and every request, served or refused, has its one usage record."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import MODEL, Gateway
+
+pytestmark = pytest.mark.e2e
+
+# models.yaml: one replica taking 32 at once, 32 more waiting in the gateway.
+ADMITTED = 64
+
+
+async def one(
+    client: httpx.AsyncClient, key: str, i: int
+) -> tuple[int, float, httpx.Headers, dict[str, object]]:
+    started = time.perf_counter()
+    body = {"model": MODEL, "messages": [{"role": "user", "content": f"Count to {i}."}], "max_tokens": 8}
+    response = await client.post(
+        "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    return response.status_code, time.perf_counter() - started, response.headers, response.json()
+
+
+def requests_total(gateway: Gateway, tenant: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    pattern = re.compile(r"^maas_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.MULTILINE)
+    for match in pattern.finditer(httpx.get(gateway.base_url + "/metrics").text):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        if labels.get("tenant") == tenant:
+            counts[labels["status"]] += int(float(match["value"]))
+    return counts
+
+
+async def flood(
+    gateway: Gateway, key: str, n: int
+) -> list[tuple[int, float, httpx.Headers, dict[str, object]]]:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=gateway.base_url, limits=limits, timeout=120) as client:
+        return await asyncio.gather(*(one(client, key, i) for i in range(n)))
+
+
+def test_past_the_queue_a_lone_tenant_is_refused_at_once_with_503_and_nothing_is_lost(
+    gateway: Gateway,
+) -> None:
+    key = gateway.create_key("overload-alone")
+    results = asyncio.run(flood(gateway, key, 3 * ADMITTED))
+    statuses = Counter(status for status, *_ in results)
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[503] >= ADMITTED and statuses[200] >= ADMITTED // 2, statuses
+    refused = [(took, headers, body) for status, took, headers, body in results if status == 503]
+    served = sorted(took for status, took, _, _ in results if status == 200)
+    for _, headers, body in refused:
+        assert int(headers["retry-after"]) >= 1
+        assert body["error"]["code"] == "model_overloaded"  # type: ignore[index]
+    # Refused while the admitted ones were still being answered, not after waiting for them.
+    assert max(took for took, _, _ in refused) < served[len(served) // 2]
+    counts = requests_total(gateway, "overload-alone")
+    assert counts["ok"] == statuses[200] and counts["rejected"] == statuses[503], counts
+
+
+def test_a_quiet_tenant_is_served_while_another_floods_the_model(gateway: Gateway) -> None:
+    flooder, quiet = gateway.create_key("overload-flood"), gateway.create_key("overload-quiet")
+
+    async def both() -> tuple[list[tuple[int, float, httpx.Headers, dict[str, object]]], list[int]]:
+        flooding = asyncio.create_task(flood(gateway, flooder, 3 * ADMITTED))
+        await asyncio.sleep(0.5)  # the flood has filled the queue
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=120) as client:
+            mine = [(await one(client, quiet, i))[0] for i in range(4)]
+        return await flooding, mine
+
+    flooded, mine = asyncio.run(both())
+    assert mine == [200, 200, 200, 200]
+    statuses = Counter(status for status, *_ in flooded)
+    assert statuses[429] >= 1 and set(statuses) <= {200, 429, 503}, statuses
+    codes = {body["error"]["code"] for status, _, _, body in flooded if status == 429}  # type: ignore[index]
+    assert codes == {"tenant_over_share"}
+    counts = requests_total(gateway, "overload-flood")
+    assert counts["ok"] == statuses[200] and counts["rejected"] == statuses[429] + statuses[503], counts
