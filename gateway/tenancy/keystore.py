@@ -166,6 +166,8 @@ class KeyStore:
     ) -> CreatedKey:
         """A new key for ``tenant`` (created if new); an admin key opens the operator routes."""
         _check_name(tenant)
+        if models is not None and any(not m or "," in m for m in models):
+            raise ValueError("model names in a key's list must be non-empty and contain no commas")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(8)
         now = time.time()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -36,10 +36,17 @@ class Gateway:
     log: Path
     models_dir: Path
     env: dict[str, str]
+    secrets: list[str] = field(default_factory=list)
+    """Every key this gateway was given by the tests (none may show up in a log)."""
+
+    def __post_init__(self) -> None:
+        self.secrets.append(self.key)
 
     def create_key(self, tenant: str | None = None, admin: bool = False) -> str:
         """A new key from `maas keys create` against the running gateway's database."""
-        return create_key(self.env, tenant, admin)
+        secret = create_key(self.env, tenant, admin)
+        self.secrets.append(secret)
+        return secret
 
     def client(self, key: str | None = None, **kwargs: object) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key=key or self.key, max_retries=0, **kwargs)  # type: ignore[arg-type]
