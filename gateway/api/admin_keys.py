@@ -47,7 +47,10 @@ async def save_tenant(request: Request, _: Admin) -> dict[str, Any]:
     if body.budget_tokens is not None or body.budget is not None:
         nanos = None if body.budget is None else int(body.budget * 1_000_000_000)
         budget = Budget(period=body.period, tokens=body.budget_tokens, nanos=nanos)
-    get_keystore(request).set_tenant(body.name, limits=RateLimits(body.rpm, body.tpm), budget=budget)
+    try:
+        get_keystore(request).set_tenant(body.name, limits=RateLimits(body.rpm, body.tpm), budget=budget)
+    except ValueError as exc:  # the key store's own checks (name length)
+        raise InvalidRequest(str(exc), param="name") from None
     return {"object": "tenant", **body.model_dump(mode="json")}
 
 
@@ -56,13 +59,16 @@ async def create_key(request: Request, _: Admin) -> dict[str, Any]:
     body = await parse_body(request, KeyBody)
     if body.expires_at is not None and body.expires_at.timestamp() <= datetime.now().timestamp():
         raise InvalidRequest("expires_at must be in the future.", param="expires_at")
-    created = get_keystore(request).create_key(
-        body.tenant,
-        admin=body.admin,
-        limits=RateLimits(body.rpm, body.tpm),
-        expires_at=None if body.expires_at is None else body.expires_at.timestamp(),
-        models=tuple(body.models) if body.models else None,
-    )
+    try:
+        created = get_keystore(request).create_key(
+            body.tenant,
+            admin=body.admin,
+            limits=RateLimits(body.rpm, body.tpm),
+            expires_at=None if body.expires_at is None else body.expires_at.timestamp(),
+            models=tuple(body.models) if body.models else None,
+        )
+    except ValueError as exc:  # the key store's own checks (tenant name, model names)
+        raise InvalidRequest(str(exc)) from None
     return {"object": "api_key", "id": created.key_id, "tenant": created.tenant, "key": created.secret}
 
 

@@ -58,6 +58,11 @@ async def test_admin_routes_refuse_tenant_keys_and_bad_bodies(
         "/admin/keys", json={"tenant": "x", "expires_at": "2001-01-01T00:00:00"}, headers=admin
     )
     assert response.status_code == 400 and response.json()["error"]["param"] == "expires_at"
+    for body in ({"tenant": "x", "models": ["a,b"]}, {"tenant": "t" * 500}):
+        response = await client.post("/admin/keys", json=body, headers=admin)
+        assert response.status_code == 400, response.text
+    response = await client.post("/admin/tenants", json={"name": "n" * 500}, headers=admin)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "name"
 
 
 async def test_expired_keys_stop_working(gateway: tuple[httpx.AsyncClient, KeyStore, dict[str, str]]) -> None:
