@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import (
+    admin_audit,
     admin_catalog,
     admin_chips,
     admin_keys,
@@ -33,6 +34,7 @@ from gateway.errors import InvalidRequest, OpenAIError, ServiceError, internal_e
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
 from gateway.serving.catalog_control import CatalogController
+from gateway.tenancy.audit import AuditLog
 from gateway.tenancy.keystore import KeyStore
 
 logger = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ def build_app(
     catalog_controller: CatalogController | None = None,
     utilization: UtilizationMeter | None = None,
     model_gates: ModelGates | None = None,
+    audit: AuditLog | None = None,
 ) -> FastAPI:
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.model_router = model_router
@@ -101,6 +104,7 @@ def build_app(
     app.state.utilization = utilization
     app.state.health_source = health_source
     app.state.model_gates = model_gates or ModelGates()
+    app.state.audit = audit or AuditLog(keystore.path)  # beside the tenants and keys it is about
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestClock)
     app.add_exception_handler(ServiceError, _on_gateway_error)
@@ -113,6 +117,7 @@ def build_app(
         models,
         usage,
         admin_keys,
+        admin_audit,
         admin_catalog,
         admin_chips,
         dashboard,

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, Request
 
-from gateway.api.deps import Admin, get_catalog_controller
+from gateway.api.deps import Admin, audit, get_catalog_controller
 from gateway.catalog.schema import CatalogError, parse_catalog
 from gateway.errors import InvalidRequest
 
@@ -16,7 +16,7 @@ router = APIRouter()
 
 
 @router.post("/admin/catalog")
-async def apply_catalog(request: Request, _: Admin) -> dict[str, Any]:
+async def apply_catalog(request: Request, operator: Admin) -> dict[str, Any]:
     controller = get_catalog_controller(request)
     try:
         data = yaml.safe_load(await request.body())
@@ -26,7 +26,9 @@ async def apply_catalog(request: Request, _: Admin) -> dict[str, Any]:
     except CatalogError as exc:
         raise InvalidRequest(str(exc), param="catalog") from None
     result = await controller.apply(catalog)
-    return {"object": "catalog.apply", **dataclasses.asdict(result)}
+    changes = dataclasses.asdict(result)
+    audit(request, operator, "catalog.applied", "catalog", changes)
+    return {"object": "catalog.apply", **changes}
 
 
 @router.get("/admin/catalog")

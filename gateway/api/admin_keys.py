@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import Admin, get_keystore, parse_body
+from gateway.api.deps import Admin, audit, get_keystore, parse_body
 from gateway.errors import InvalidRequest, NotFound
 from gateway.tenancy.keystore import Budget, RateLimits
 
@@ -41,7 +41,7 @@ class KeyBody(_Body):
 
 
 @router.post("/admin/tenants")
-async def save_tenant(request: Request, _: Admin) -> dict[str, Any]:
+async def save_tenant(request: Request, operator: Admin) -> dict[str, Any]:
     body = await parse_body(request, TenantBody)
     budget = None
     if body.budget_tokens is not None or body.budget is not None:
@@ -51,11 +51,13 @@ async def save_tenant(request: Request, _: Admin) -> dict[str, Any]:
         get_keystore(request).set_tenant(body.name, limits=RateLimits(body.rpm, body.tpm), budget=budget)
     except ValueError as exc:  # the key store's own checks (name length)
         raise InvalidRequest(str(exc), param="name") from None
-    return {"object": "tenant", **body.model_dump(mode="json")}
+    saved = body.model_dump(mode="json")
+    audit(request, operator, "tenant.saved", body.name, saved)
+    return {"object": "tenant", **saved}
 
 
 @router.post("/admin/keys")
-async def create_key(request: Request, _: Admin) -> dict[str, Any]:
+async def create_key(request: Request, operator: Admin) -> dict[str, Any]:
     body = await parse_body(request, KeyBody)
     if body.expires_at is not None and body.expires_at.timestamp() <= datetime.now().timestamp():
         raise InvalidRequest("expires_at must be in the future.", param="expires_at")
@@ -69,11 +71,14 @@ async def create_key(request: Request, _: Admin) -> dict[str, Any]:
         )
     except ValueError as exc:  # the key store's own checks (tenant name, model names)
         raise InvalidRequest(str(exc)) from None
+    detail = {"key_id": created.key_id, **body.model_dump(mode="json", exclude={"tenant"})}
+    audit(request, operator, "key.created", created.tenant, detail)
     return {"object": "api_key", "id": created.key_id, "tenant": created.tenant, "key": created.secret}
 
 
 @router.delete("/admin/keys/{key_id}")
-async def revoke_key(key_id: str, request: Request, _: Admin) -> dict[str, Any]:
+async def revoke_key(key_id: str, request: Request, operator: Admin) -> dict[str, Any]:
     if not get_keystore(request).revoke_key(key_id):
         raise NotFound(f"No active key with id {key_id!r}.", param="key_id")
+    audit(request, operator, "key.revoked", key_id, {})
     return {"object": "api_key", "id": key_id, "revoked": True}

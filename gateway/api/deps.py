@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
@@ -15,6 +15,7 @@ from gateway.errors import AuthenticationFailed, BackendUnavailable, InvalidRequ
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
 from gateway.serving.catalog_control import CatalogController
+from gateway.tenancy.audit import AuditLog
 from gateway.tenancy.keystore import KeyStore, Principal
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -28,6 +29,16 @@ def get_model_router(request: Request) -> ModelRouter:
 def get_keystore(request: Request) -> KeyStore:
     keystore: KeyStore = request.app.state.keystore
     return keystore
+
+
+def get_audit(request: Request) -> AuditLog:
+    audit: AuditLog = request.app.state.audit
+    return audit
+
+
+def audit(request: Request, operator: Principal, action: str, target: str, detail: dict[str, Any]) -> None:
+    """Record an operator's action (never a secret in ``detail``)."""
+    get_audit(request).record(operator.tenant, operator.key_id, action, target, detail)
 
 
 def get_catalog_controller(request: Request) -> CatalogController:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from gateway.cli.settings import Settings
+from gateway.tenancy.audit import AuditLog
 from gateway.tenancy.keystore import Budget, KeyStore, RateLimits
 
 
@@ -15,6 +18,15 @@ def _open_keystore() -> KeyStore:
     settings = Settings.from_env()
     settings.ensure_dirs()
     return KeyStore(settings.database_path)
+
+
+def _audit(action: str, target: str, detail: dict[str, Any]) -> None:
+    """The local command's actions go in the same audit log as the admin routes', as ``cli:<user>``."""
+    log = AuditLog(Settings.from_env().database_path)
+    try:
+        log.record(f"cli:{getpass.getuser()}", None, action, target, detail)
+    finally:
+        log.close()
 
 
 def _limits(args: argparse.Namespace) -> RateLimits:
@@ -34,6 +46,8 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
         return 2
     finally:
         store.close()
+    detail = {"rpm": args.rpm, "tpm": args.tpm, "budget": args.budget, "budget_tokens": args.budget_tokens}
+    _audit("tenant.saved", args.name, {**detail, "period": args.period})
     print(f"Tenant {args.name!r} saved.")
     return 0
 
@@ -47,6 +61,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     if not revoked:
         print(f"error: no active key {args.key_id!r}", file=sys.stderr)
         return 1
+    _audit("key.revoked", args.key_id, {})
     print(f"Revoked {args.key_id}.")
     return 0
 
@@ -71,6 +86,8 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         return 2
     finally:
         store.close()
+    detail = {"key_id": created.key_id, "admin": args.admin, "models": models, "expires_at": args.expires}
+    _audit("key.created", created.tenant, {**detail, "rpm": args.rpm, "tpm": args.tpm})
     kind = "operator (admin) key" if args.admin else "key"
     print(f"Created {kind} {created.key_id} for tenant {created.tenant!r}. It is shown only once:")
     print(created.secret)

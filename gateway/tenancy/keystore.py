@@ -101,6 +101,7 @@ class KeyStore:
     """Tenants and API keys in the gateway's SQLite database (WAL mode)."""
 
     def __init__(self, path: Path, cache_seconds: float = 5.0) -> None:
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")

@@ -141,6 +141,9 @@ def test_models_are_added_and_removed_without_a_restart(gateway: Gateway, tmp_pa
     assert MODEL in info.value.message
     assert {m.id for m in client.models.list().data} == {MODEL}
     assert httpx.get(gateway.base_url + "/health").json()["models"] == {MODEL: "RUNNING"}
+    audit = httpx.get(gateway.base_url + "/admin/audit", headers={"Authorization": f"Bearer {admin}"}).json()
+    applied = [e["detail"] for e in audit["data"] if e["action"] == "catalog.applied"]
+    assert applied[0]["removed"] == ["smollm2-r1"] and applied[1]["added"] == ["smollm2-r1"]
 
 
 def test_invalid_catalog_is_refused_and_changes_nothing(gateway: Gateway) -> None:
