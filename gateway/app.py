@@ -25,6 +25,7 @@ from gateway.api import (
     usage,
 )
 from gateway.api.body_limit import BodyLimit
+from gateway.api.drain import Drain, DrainGate
 from gateway.api.health import HealthSource
 from gateway.billing.admission import Admission, CounterStore
 from gateway.billing.ledger import Ledger
@@ -93,6 +94,7 @@ def build_app(
     utilization: UtilizationMeter | None = None,
     model_gates: ModelGates | None = None,
     audit: AuditLog | None = None,
+    drain: Drain | None = None,
 ) -> FastAPI:
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.model_router = model_router
@@ -105,7 +107,9 @@ def build_app(
     app.state.health_source = health_source
     app.state.model_gates = model_gates or ModelGates()
     app.state.audit = audit or AuditLog(keystore.path)  # beside the tenants and keys it is about
+    app.state.drain = drain or Drain()
     app.add_middleware(BodyLimit)
+    app.add_middleware(DrainGate, drain=app.state.drain)
     app.add_middleware(RequestClock)
     app.add_exception_handler(ServiceError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)

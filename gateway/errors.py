@@ -36,6 +36,7 @@ __all__ = [
     "RateLimited",
     "RequestTooLarge",
     "ServiceError",
+    "ShuttingDown",
     "TenantOverShare",
     "UpstreamTimeout",
     "as_gateway_error",
@@ -88,6 +89,10 @@ class TenantOverShare(Overloaded):
 
 class ModelSaturated(Overloaded):
     """The model is saturated by requests of one tenant alone (the caller's)."""
+
+
+class ShuttingDown(ServiceError):
+    """The gateway is draining before it stops: it takes no new requests."""
 
 
 class RequestTooLarge(ServiceError):
@@ -172,6 +177,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     Overloaded: (503, "service_unavailable", "model_overloaded"),
     TenantOverShare: (429, "requests", "tenant_over_share"),
     ModelSaturated: (503, "service_unavailable", "model_overloaded"),
+    ShuttingDown: (503, "service_unavailable", "shutting_down"),
     RateLimited: (429, "requests", "rate_limit_exceeded"),  # type: the limit's ``per``
     QuotaExceeded: (429, "insufficient_quota", "insufficient_quota"),
     BackendUnavailable: (503, "service_unavailable", "backend_unavailable"),

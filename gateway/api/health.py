@@ -1,4 +1,5 @@
-"""GET /health: 200 when every model has a running deployment, else 503 with what is wrong."""
+"""GET /health: 200 when every model has a running deployment, else 503 with what is wrong (a model not
+running, or the gateway draining before it stops)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ HealthSource = Callable[[], dict[str, str]]
 async def health(request: Request) -> JSONResponse:
     source: HealthSource = request.app.state.health_source
     models = source()
+    if request.app.state.drain.draining:
+        return JSONResponse({"status": "draining", "models": models}, status_code=503)
     healthy = all(status == "RUNNING" for status in models.values())
     return JSONResponse(
         {"status": "ok" if healthy else "degraded", "models": models},

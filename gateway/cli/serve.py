@@ -52,10 +52,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Imports here keep `maas keys` fast: Ray and uvicorn are only needed to serve.
     import uvicorn
 
+    from gateway.api.drain import Drain
     from gateway.app import build_app, open_admission
     from gateway.billing.ledger import DURABILITIES, open_ledger
     from gateway.catalog.model_prep import PreparationFailed, prepare_model
     from gateway.catalog.routing import ModelRouter
+    from gateway.cli.draining_server import DrainingServer
     from gateway.observability.metrics import GatewayMetrics
     from gateway.observability.utilization import UtilizationMeter, deployment_costs
     from gateway.serving.catalog_control import CatalogController
@@ -124,11 +126,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _progress,
             on_applied=lambda applied: utilization.configure(deployment_costs(applied)),
         )
+        drain = Drain()
         app = build_app(
-            router, keystore, ledger, metrics, admission, runtime.statuses, controller, utilization
+            router,
+            keystore,
+            ledger,
+            metrics,
+            admission,
+            runtime.statuses,
+            controller,
+            utilization,
+            drain=drain,
         )
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-        server = uvicorn.Server(config)
+        config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,  # after the drain: connections left open by clients
+        )
+        server = DrainingServer(config, drain, grace_s=args.shutdown_grace)
         _freeze_startup_heap()
         _progress(f"ready in {time.monotonic() - started:.1f}s")
         print(f"Serving OpenAI-compatible API at http://{args.host}:{args.port}/v1", flush=True)
@@ -188,5 +206,11 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--ray-address",
         default=None,
         help="deploy on an existing Ray cluster (host:port of its head) instead of a private local head",
+    )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=25.0,
+        help="seconds a SIGTERM leaves the requests in flight to finish (new ones get 503) before stopping",
     )
     serve.set_defaults(func=cmd_serve)

@@ -1,0 +1,43 @@
+"""uvicorn's server with a drain before it stops: on SIGTERM the gateway keeps its socket open, answers new
+requests 503 (``gateway.api.drain``) while those it holds finish, and stops once none is left or the grace
+period is over. A second signal, or Ctrl-C, stops it as uvicorn would."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+
+import uvicorn
+
+from gateway.api.drain import Drain
+
+logger = logging.getLogger("maas")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain: Drain, grace_s: float) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.grace_s = grace_s
+        self._deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self._deadline is None:
+            self._captured_signals.append(sig)  # re-raised after the shutdown, as uvicorn does
+            self._deadline = time.monotonic() + self.grace_s
+            self.drain.begin()
+            logger.info("draining in_flight=%d grace_s=%.0f", self.drain.in_flight, self.grace_s)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._deadline is not None and not self.should_exit:
+            if self.drain.in_flight == 0:
+                logger.info("drained: no request left")
+                self.should_exit = True
+            elif time.monotonic() >= self._deadline:
+                logger.warning("grace period over in_flight=%d: stopping", self.drain.in_flight)
+                self.should_exit = True
+        return await super().on_tick(counter)
