@@ -27,6 +27,7 @@ from gateway.api import (
 from gateway.api.body_limit import BodyLimit
 from gateway.api.drain import Drain, DrainGate
 from gateway.api.health import HealthSource
+from gateway.api.openapi_bodies import with_bodies
 from gateway.billing.admission import Admission, CounterStore
 from gateway.billing.ledger import Ledger
 from gateway.billing.overload import ModelGates
@@ -34,6 +35,7 @@ from gateway.catalog.routing import ModelRouter
 from gateway.errors import InvalidRequest, OpenAIError, ServiceError, internal_error, openai_error
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
+from gateway.protocol.requests import ChatCompletionRequest, CompletionRequest
 from gateway.serving.catalog_control import CatalogController
 from gateway.tenancy.audit import AuditLog
 from gateway.tenancy.keystore import KeyStore
@@ -129,4 +131,7 @@ def build_app(
         prometheus,
     ):
         app.include_router(module.router)
+    app.openapi = with_bodies(  # type: ignore[method-assign]
+        app, [ChatCompletionRequest, CompletionRequest, admin_keys.TenantBody, admin_keys.KeyBody]
+    )
     return app

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import Admin, audit, get_keystore, parse_body
+from gateway.api.openapi_bodies import json_body
 from gateway.errors import InvalidRequest, NotFound
 from gateway.tenancy.keystore import Budget, RateLimits
 
 router = APIRouter()
 
-Limit = Annotated[int, Field(ge=1)]
+Limit = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class _Body(BaseModel):
@@ -26,8 +27,8 @@ class TenantBody(_Body):
     name: str = Field(min_length=1, max_length=128)
     rpm: Limit | None = None
     tpm: Limit | None = None
-    budget_tokens: Annotated[int, Field(ge=0)] | None = None
-    budget: Annotated[Decimal, Field(ge=0)] | None = None
+    budget_tokens: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    budget: Annotated[Decimal, Field(ge=0, le=10**9)] | None = None  # money per period
     period: Literal["day", "month"] = "month"
 
 
@@ -40,7 +41,7 @@ class KeyBody(_Body):
     admin: bool = False
 
 
-@router.post("/admin/tenants")
+@router.post("/admin/tenants", openapi_extra=json_body(TenantBody))
 async def save_tenant(request: Request, operator: Admin) -> dict[str, Any]:
     body = await parse_body(request, TenantBody)
     budget = None
@@ -56,7 +57,7 @@ async def save_tenant(request: Request, operator: Admin) -> dict[str, Any]:
     return {"object": "tenant", **saved}
 
 
-@router.post("/admin/keys")
+@router.post("/admin/keys", openapi_extra=json_body(KeyBody))
 async def create_key(request: Request, operator: Admin) -> dict[str, Any]:
     body = await parse_body(request, KeyBody)
     if body.expires_at is not None and body.expires_at.timestamp() <= datetime.now().timestamp():

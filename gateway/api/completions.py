@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import Authenticated, get_model_router, parse_body
 from gateway.api.generation import Call, new_request_id, run_call
+from gateway.api.openapi_bodies import json_body
 from gateway.protocol.requests import CompletionRequest
 from gateway.protocol.responses import CompletionFormatter
 from gateway.streaming import StreamEncoder
@@ -13,7 +14,7 @@ from gateway.streaming import StreamEncoder
 router = APIRouter()
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
 async def create_completion(request: Request, principal: Authenticated) -> Response:
     body = await parse_body(request, CompletionRequest)
     if (problem := body.unsupported()) is not None:
