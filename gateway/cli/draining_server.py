@@ -1,12 +1,14 @@
 """uvicorn's server with a drain before it stops: on SIGTERM the gateway keeps its socket open, answers new
 requests 503 (``gateway.api.drain``) while those it holds finish, and stops once none is left or the grace
-period is over. A second signal, or Ctrl-C, stops it as uvicorn would."""
+period is over. A second signal, or Ctrl-C, stops it as uvicorn would; so does losing the private Ray head
+(every replica with it), after which the command exits non-zero for a supervisor to restart it."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -17,10 +19,14 @@ logger = logging.getLogger("maas")
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, drain: Drain, grace_s: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, drain: Drain, grace_s: float, lost: Callable[[], str | None]
+    ) -> None:
+        """``lost`` says why the gateway can serve nothing any more (None while it can): it then stops."""
         super().__init__(config)
         self.drain = drain
         self.grace_s = grace_s
+        self.lost = lost
         self._deadline: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -33,6 +39,8 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
+        if not self.should_exit and self.lost() is not None:
+            self.should_exit = True  # requests in flight have already failed with their replicas
         if self._deadline is not None and not self.should_exit:
             if self.drain.in_flight == 0:
                 logger.info("drained: no request left")

@@ -146,12 +146,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
             timeout_graceful_shutdown=5,  # after the drain: connections left open by clients
         )
-        server = DrainingServer(config, drain, grace_s=args.shutdown_grace)
+        server = DrainingServer(config, drain, grace_s=args.shutdown_grace, lost=lambda: runtime.lost)
         _freeze_startup_heap()
         _progress(f"ready in {time.monotonic() - started:.1f}s")
         print(f"Serving OpenAI-compatible API at http://{args.host}:{args.port}/v1", flush=True)
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as loop:
             loop.run(_serve(server, runtime))
+        if runtime.lost is not None:
+            print(f"error: {runtime.lost}; restart the gateway", file=sys.stderr)
+            return 1
     except (PreparationFailed, DeploymentFailed, InsufficientChips) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

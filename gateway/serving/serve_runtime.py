@@ -36,6 +36,11 @@ from gateway.serving.serve_status import read_serve_status
 logger = logging.getLogger(__name__)
 
 APP_PREFIX = "model-"
+RAY_UNREACHABLE = "RAY_UNREACHABLE"
+STALE_AFTER_S = 10.0
+"""A model status not refreshed for this long is not believed: Ray is not answering."""
+LOST_AFTER_S = 30.0
+"""A private head unreachable this long is taken as lost (its replicas with it): the gateway stops."""
 
 
 class DeploymentFailed(RuntimeError):
@@ -83,6 +88,9 @@ class ServeRuntime:
         self._healthy: dict[str, int] = {}
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
+        self._polled_at = time.monotonic()  # the last status read that Ray answered
+        self.lost: str | None = None
+        """Why this gateway can serve nothing any more (its private Ray head is gone), once it is so."""
         self._connected = False
         self._apps: set[str] = set()
         self._target_replicas: dict[str, int] = {}  # Serve application -> replicas asked for
@@ -297,23 +305,47 @@ class ServeRuntime:
         for model in list(self._local):  # served by this process: up while the gateway is
             statuses[model], healthy[model] = "RUNNING", 1
         self._statuses, self._healthy = statuses, healthy
+        self._polled_at = time.monotonic()
+
+    def _check_head(self) -> None:
+        """A private head that exited, or stayed unreachable, took every replica with it."""
+        if self._head is None or self.lost is not None:
+            return
+        code = self._head.process.poll()
+        if code is not None:
+            self.lost = f"the private Ray head exited (code {code})"
+        elif time.monotonic() - self._polled_at > LOST_AFTER_S:
+            self.lost = f"the private Ray head did not answer for {LOST_AFTER_S:.0f} s"
+        if self.lost is not None:
+            logger.error("ray lost: %s; every replica is gone, the gateway stops", self.lost)
 
     def start_health_poller(self, period_s: float = 2.0) -> None:
         def loop() -> None:
             while not self._stop.wait(period_s):
+                self._check_head()
                 try:
                     self._refresh_statuses()
                 except Exception as exc:  # the next poll tries again
                     logger.warning("health poll failed error=%s", type(exc).__name__)
+                self._check_head()
 
         self._poller = threading.Thread(target=loop, name="maas-health", daemon=True)
         self._poller.start()
 
+    def _ray_answers(self) -> bool:
+        return self.lost is None and time.monotonic() - self._polled_at <= STALE_AFTER_S
+
     def statuses(self) -> dict[str, str]:
-        return dict(self._statuses)
+        """Each model's status; ``RAY_UNREACHABLE`` for the Serve ones while Ray does not answer, never
+        the last status it gave."""
+        if self._ray_answers():
+            return dict(self._statuses)
+        return {m: "RUNNING" if m in self._local else RAY_UNREACHABLE for m in self._statuses}
 
     def healthy_replicas(self) -> dict[str, int]:
-        return dict(self._healthy)
+        if self._ray_answers():
+            return dict(self._healthy)
+        return {m: n if m in self._local else 0 for m, n in self._healthy.items()}
 
     def channel_counts(self) -> dict[str, int]:
         """Open replica channels per model."""
@@ -338,7 +370,7 @@ class ServeRuntime:
                 serve.delete(name)
 
         try:
-            if ray.is_initialized():
+            if ray.is_initialized() and self.lost is None:
                 # Graceful: replicas stop their engines. Bounded, in case the cluster is already gone.
                 stopper = threading.Thread(target=remove_models, daemon=True)
                 stopper.start()
