@@ -26,6 +26,7 @@ __all__ = [
     "ContextLengthExceeded",
     "InsufficientCapacity",
     "InvalidRequest",
+    "LedgerUnavailable",
     "ModelNotFound",
     "ModelSaturated",
     "NotFound",
@@ -93,6 +94,10 @@ class ModelSaturated(Overloaded):
 
 class ShuttingDown(ServiceError):
     """The gateway is draining before it stops: it takes no new requests."""
+
+
+class LedgerUnavailable(ServiceError):
+    """A request's usage record could not be made durable, so its answer is withheld."""
 
 
 class RequestTooLarge(ServiceError):
@@ -178,6 +183,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     TenantOverShare: (429, "requests", "tenant_over_share"),
     ModelSaturated: (503, "service_unavailable", "model_overloaded"),
     ShuttingDown: (503, "service_unavailable", "shutting_down"),
+    LedgerUnavailable: (503, "service_unavailable", "ledger_unavailable"),
     RateLimited: (429, "requests", "rate_limit_exceeded"),  # type: the limit's ``per``
     QuotaExceeded: (429, "insufficient_quota", "insufficient_quota"),
     BackendUnavailable: (503, "service_unavailable", "backend_unavailable"),

@@ -13,6 +13,7 @@ from tests.conftest import REPO
 MAY_IMPORT: dict[str, set[str]] = {
     "gateway.cli": {
         "gateway.app",
+        "gateway.api",
         "gateway.serving",
         "gateway.observability",
         "gateway.billing",
@@ -23,6 +24,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     },
     "gateway.app": {
         "gateway.api",
+        "gateway.protocol",
         "gateway.serving",
         "gateway.observability",
         "gateway.billing",

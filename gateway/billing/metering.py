@@ -15,6 +15,7 @@ from gateway.billing.admission import Admission, Reservation
 from gateway.billing.ledger import Ledger, UsageRecord
 from gateway.billing.ledger.records import charge_nanos
 from gateway.catalog.routing import RoutedModel
+from gateway.errors import LedgerUnavailable
 from gateway.tenancy.keystore import Principal
 
 logger = logging.getLogger("maas.usage")
@@ -137,7 +138,15 @@ class Meter:
         """Record the outcome and wait until the record is durable."""
         record = self._take(progress, status, error_type)
         if record is not None:
-            await self.ledger.record(record)
+            try:
+                await self.ledger.record(record)
+            except Exception as exc:  # not even the local spool took it: the answer must not go out
+                logger.error(
+                    "usage record not written request_id=%s error=%s", record.request_id, type(exc).__name__
+                )
+                raise LedgerUnavailable(
+                    "This request could not be billed, so it was not served; retry."
+                ) from exc
             if self.admission is not None:
                 await self.admission.settle(self.reservation, _tokens(record), record.charge_nanos)
 

@@ -5,6 +5,7 @@ module per database (SQLite as the embedded default, PostgreSQL for several gate
 """
 
 from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
-from gateway.billing.ledger.writer import DURABILITIES, Ledger, LedgerStore, open_ledger
+from gateway.billing.ledger.store import LedgerStore
+from gateway.billing.ledger.writer import DURABILITIES, Ledger, open_ledger
 
 __all__ = ["DURABILITIES", "Ledger", "LedgerStore", "UsageQuery", "UsageRecord", "UsageRow", "open_ledger"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
 from gateway.billing.ledger.sql import (
@@ -25,13 +26,14 @@ TIME_BUCKETS = {
 
 
 class PostgresStore:
-    def __init__(self, url: str, synchronous: bool = True) -> None:
-        import psycopg
+    """Both connections are opened again after the server went away (a restart, a failover): a call made
+    while it is down raises ``psycopg.OperationalError``, the next one after it is back succeeds."""
 
-        self._write = psycopg.connect(url, autocommit=True)
-        if not synchronous:
-            self._write.execute("SET synchronous_commit TO off")
-        self._read = psycopg.connect(url, autocommit=True)
+    def __init__(self, url: str, synchronous: bool = True) -> None:
+        self._url = url
+        self._synchronous = synchronous
+        self._write = self._connect()
+        self._read = self._connect()
         self._read_lock = threading.Lock()
         with self._write.transaction():
             for statement in create_table("DOUBLE PRECISION", "BIGINT"):
@@ -39,19 +41,34 @@ class PostgresStore:
             for column in ADDED_COLUMNS:  # a ledger from an older release gets the new columns
                 self._write.execute(add_column_sql(column, if_not_exists=True))  # type: ignore[arg-type]
 
+    def _connect(self) -> Any:
+        import psycopg
+
+        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+        if not self._synchronous:
+            conn.execute("SET synchronous_commit TO off")
+        return conn
+
     def write_batch(self, records: Sequence[UsageRecord]) -> None:
+        if self._write.closed or self._write.broken:
+            self._write = self._connect()
         with self._write.transaction(), self._write.cursor() as cur:
-            cur.executemany(insert_sql("%s"), [row_values(r) for r in records])  # type: ignore[arg-type]
+            cur.executemany(insert_sql("%s"), [row_values(r) for r in records])
+
+    def _reader(self) -> Any:
+        if self._read.closed or self._read.broken:
+            self._read = self._connect()
+        return self._read
 
     def query(self, query: UsageQuery) -> list[UsageRow]:
         sql, params = usage_query_sql(query, "%s", TIME_BUCKETS)
         with self._read_lock:
-            rows = self._read.execute(sql, params).fetchall()  # type: ignore[arg-type]
+            rows = self._reader().execute(sql, params).fetchall()
         return [to_usage_row(query, row) for row in rows]
 
     def count(self) -> int:
         with self._read_lock:
-            row = self._read.execute("SELECT COUNT(*) FROM usage_records").fetchone()
+            row = self._reader().execute("SELECT COUNT(*) FROM usage_records").fetchone()
         return int(row[0]) if row else 0
 
     def close(self) -> None:

@@ -88,6 +88,14 @@ def row_values(record: UsageRecord) -> tuple[object, ...]:
     return tuple(getattr(record, column) for column in COLUMNS)
 
 
+def record_from_row(row: Sequence[object]) -> UsageRecord:
+    """A row of ``COLUMNS`` as a record (both stores keep booleans as 0/1 or true/false)."""
+    values = dict(zip(COLUMNS, row, strict=True))
+    values["stream"] = bool(values["stream"])
+    values["usage_estimated"] = bool(values["usage_estimated"])
+    return UsageRecord(**values)  # type: ignore[arg-type]
+
+
 def usage_query_sql(
     query: UsageQuery, placeholder: str, time_buckets: dict[str, str]
 ) -> tuple[str, list[object]]:

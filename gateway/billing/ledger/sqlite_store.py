@@ -10,9 +10,11 @@ from pathlib import Path
 from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
 from gateway.billing.ledger.sql import (
     ADDED_COLUMNS,
+    COLUMNS,
     add_column_sql,
     create_table,
     insert_sql,
+    record_from_row,
     row_values,
     to_usage_row,
     usage_query_sql,
@@ -66,6 +68,16 @@ class SqliteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def oldest(self, limit: int) -> list[UsageRecord]:
+        """The first ``limit`` records in the order they were written (a spool's replay)."""
+        rows = self._write.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM usage_records ORDER BY rowid LIMIT ?", (limit,)
+        ).fetchall()
+        return [record_from_row(row) for row in rows]
+
+    def delete(self, request_ids: Sequence[str]) -> None:
+        self._write.executemany("DELETE FROM usage_records WHERE request_id = ?", [(i,) for i in request_ids])
 
     def query(self, query: UsageQuery) -> list[UsageRow]:
         sql, params = usage_query_sql(query, "?", TIME_BUCKETS)

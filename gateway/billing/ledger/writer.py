@@ -12,35 +12,26 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Protocol
+from pathlib import Path
 
 from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
+from gateway.billing.ledger.store import LedgerStore
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 512
-
-
-class LedgerStore(Protocol):
-    """A database behind the ledger. Writes are idempotent: a request id or (tenant, idempotency key)
-    already present is skipped, never duplicated."""
-
-    def write_batch(self, records: Sequence[UsageRecord]) -> None: ...
-
-    def query(self, query: UsageQuery) -> list[UsageRow]: ...
-
-    def count(self) -> int: ...
-
-    def close(self) -> None: ...
+IDLE_S = 1.0
 
 
 class Ledger:
     """Async façade over a store, with a group-commit writer thread."""
 
-    def __init__(self, store: LedgerStore) -> None:
+    def __init__(self, store: LedgerStore, on_idle: Callable[[], None] | None = None) -> None:
+        """``on_idle`` runs in the writer thread about once a second while no record arrives."""
         self.store = store
+        self._on_idle = on_idle
         self._queue: queue.Queue[tuple[UsageRecord, Future[None]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="maas-ledger", daemon=True)
         self._thread.start()
@@ -60,7 +51,12 @@ class Ledger:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=IDLE_S)
+            except queue.Empty:
+                if self._on_idle is not None:
+                    self._on_idle()
+                continue
             if item is None:
                 return
             batch = [item]
@@ -95,7 +91,8 @@ DURABILITIES = ("power-loss", "crash")
 
 
 def open_ledger(database_url: str | None, sqlite_path: str, durability: str = "power-loss") -> Ledger:
-    """PostgreSQL when ``database_url`` is given (postgresql://...), else SQLite at ``sqlite_path``.
+    """PostgreSQL when ``database_url`` is given (postgresql://...), with a local spool for the time it is
+    down (``spool.SpooledStore``); else SQLite at ``sqlite_path``.
 
     ``durability``: ``power-loss`` (default) — an answered request's record survives a power loss (fsync
     on every group commit); ``crash`` — it survives the gateway being killed or crashing, not a power loss
@@ -106,8 +103,12 @@ def open_ledger(database_url: str | None, sqlite_path: str, durability: str = "p
         raise ValueError(f"ledger durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
     if database_url:
         from gateway.billing.ledger.postgres_store import PostgresStore
+        from gateway.billing.ledger.spool import SpooledStore
 
-        return Ledger(PostgresStore(database_url, synchronous=durability == "power-loss"))
+        # While PostgreSQL is down, records wait in a local spool beside the embedded database.
+        spool = Path(sqlite_path).with_name("ledger-spool.db")
+        store = SpooledStore(PostgresStore(database_url, synchronous=durability == "power-loss"), spool)
+        return Ledger(store, on_idle=store.replay)
     from gateway.billing.ledger.sqlite_store import SqliteStore
 
     return Ledger(SqliteStore(sqlite_path, synchronous=durability == "power-loss"))

@@ -1,0 +1,21 @@
+"""The interface of a database behind the ledger (SQLite, PostgreSQL, PostgreSQL with a local spool)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
+
+
+class LedgerStore(Protocol):
+    """A database behind the ledger. Writes are idempotent: a request id or (tenant, idempotency key)
+    already present is skipped, never duplicated."""
+
+    def write_batch(self, records: Sequence[UsageRecord]) -> None: ...
+
+    def query(self, query: UsageQuery) -> list[UsageRow]: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
