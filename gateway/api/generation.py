@@ -19,6 +19,7 @@ from gateway.billing.metering import Meter, Progress
 from gateway.billing.overload import gated
 from gateway.catalog.routing import RoutedModel
 from gateway.errors import InvalidRequest, Overloaded, PermissionDenied, ServiceError, as_gateway_error
+from gateway.serving.stall import within
 from gateway.streaming import StreamEncoder, close_chunks, first_chunk, sse_stream
 from gateway.tenancy.keystore import Principal
 
@@ -102,7 +103,8 @@ async def run_call(
     )
     gate = get_model_gates(request).gate(call.model.name, call.model.capacity, call.model.max_queued)
     # The slot is taken (or refused) at the first chunk, before the answer starts: see billing.overload.
-    chunks = gated(gate.slot(principal.tenant), call.model.client.generate(generation))
+    replica = within(call.model.client.generate(generation), call.model.stall_timeout_s, call.model.name)
+    chunks = gated(gate.slot(principal.tenant), replica)
     waiting = time.perf_counter()
     if utilization is not None:
         utilization.waiting(call.model.name, +1)

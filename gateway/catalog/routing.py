@@ -38,6 +38,8 @@ class RoutedModel:
     """Requests the model's replicas take at once, all deployments together."""
     max_queued: int = 256
     """Requests that may wait in the gateway beyond ``capacity`` before new ones are refused."""
+    stall_timeout_s: float = 120.0
+    """Longest wait for the replica's next chunk (a hung replica)."""
 
     @classmethod
     def from_entry(
@@ -60,6 +62,7 @@ class RoutedModel:
             reasoning=entry.reasoning,
             capacity=sum(d.capacity for d in entry.deployments),
             max_queued=sum(d.queue_limit for d in entry.deployments),
+            stall_timeout_s=max(d.stall_timeout_s for d in entry.deployments),
         )
 
 

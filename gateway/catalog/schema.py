@@ -122,6 +122,13 @@ class Deployment(_Strict):
         "replicas take at once (replicas x max_ongoing_requests).",
     )
 
+    stall_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        le=3600,
+        description="A request whose replica sends nothing for this long (a hung replica) ends with 504.",
+    )
+
     @property
     def capacity(self) -> int:
         """Requests this deployment's replicas take at once."""

@@ -1,0 +1,41 @@
+"""A replica that stops answering (hung, not dead) must not hang its callers: a stream that brings no
+chunk for ``timeout_s`` ends with a 504 and is closed, which aborts the request in the replica.
+
+Serve's health check takes a hung replica out in the end; this bounds what each request waits meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from backends.base import GenerationChunk
+from gateway.errors import UpstreamTimeout
+
+logger = logging.getLogger(__name__)
+
+
+async def within(
+    chunks: AsyncIterator[GenerationChunk], timeout_s: float, model: str
+) -> AsyncIterator[GenerationChunk]:
+    """``chunks``, each awaited for at most ``timeout_s`` seconds (a timer per chunk, no task)."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                logger.warning("replica stalled model=%s timeout_s=%.0f", model, timeout_s)
+                raise UpstreamTimeout(
+                    f"The model replica sent nothing for {timeout_s:.0f} s and was given up on; retry."
+                ) from None
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()

@@ -1,0 +1,42 @@
+"""A replica that stops sending mid-answer ends the request with 504 after the stall timeout, and the
+replica's stream is closed (which aborts the request there); a steady stream is untouched."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from backends.base import ChoiceDelta, GenerationChunk
+from gateway.errors import UpstreamTimeout, openai_error
+from gateway.serving.stall import within
+
+
+async def test_a_stream_that_stalls_ends_with_504_and_is_closed() -> None:
+    closed = asyncio.Event()
+
+    async def hung() -> AsyncIterator[GenerationChunk]:
+        try:
+            yield GenerationChunk(choices=[ChoiceDelta(0, "a")])
+            await asyncio.Event().wait()  # the replica stops answering
+            yield GenerationChunk()
+        finally:
+            closed.set()
+
+    received = []
+    with pytest.raises(UpstreamTimeout) as info:
+        async for chunk in within(hung(), 0.2, "m"):
+            received.append(chunk)
+    assert len(received) == 1 and closed.is_set()
+    assert openai_error(info.value).status == 504
+
+
+async def test_a_slow_but_steady_stream_is_not_cut() -> None:
+    async def steady() -> AsyncIterator[GenerationChunk]:
+        for i in range(6):
+            await asyncio.sleep(0.05)
+            yield GenerationChunk(choices=[ChoiceDelta(0, str(i))])
+
+    texts = [c.choices[0].text async for c in within(steady(), 0.2, "m")]
+    assert texts == [str(i) for i in range(6)]  # 0.3 s in all, never 0.2 s between chunks
