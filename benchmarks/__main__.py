@@ -1,4 +1,5 @@
-"""``python -m benchmarks overhead|e2e|overload [--quick]``, ``profile``, or ``table FILE`` (Markdown)."""
+"""``python -m benchmarks overhead|e2e|overload [--quick]``, ``soak --minutes N``, ``profile``, or
+``table FILE`` (Markdown)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     profiling.add_argument(
         "--path", choices=["replica", "upstream"], default="replica", help="the gateway path to profile"
     )
+    soak = sub.add_parser(
+        "soak", help="mixed traffic with faults injected at random, then the ledger reconciled"
+    )
+    soak.add_argument("--minutes", type=float, default=10)
+    soak.add_argument("--results-dir", type=Path, default=RESULTS)
     table = sub.add_parser("table", help="print a result JSON as Markdown tables")
     table.add_argument("file", type=Path)
     args = parser.parse_args(argv)
@@ -55,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import profile
 
         print(json.dumps(profile.run(args.results_dir, command, args.path), indent=2))
+        return 0
+    if args.command == "soak":
+        from benchmarks import soak as soak_run
+
+        print(json.dumps(soak_run.run(args.minutes, args.results_dir, command), indent=2))
         return 0
     if args.command == "overload":
         from benchmarks import overload
