@@ -6,11 +6,10 @@ and refused as soon as it passes the limit, so a client cannot make the gateway 
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import RequestTooLarge, openai_error
+from gateway.api.asgi_errors import send_error
+from gateway.errors import RequestTooLarge
 
 MAX_BODY_BYTES = 8 * 2**20
 """Large enough for a 128k-token prompt several times over."""
@@ -38,7 +37,7 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
                 if declared > self.limit:
-                    await _refuse(send, _too_large(self.limit))
+                    await send_error(send, _too_large(self.limit))
                     return
         received = 0
 
@@ -52,11 +51,3 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
-
-
-async def _refuse(send: Send, error: RequestTooLarge) -> None:
-    answer = openai_error(error)
-    body = json.dumps(answer.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

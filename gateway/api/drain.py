@@ -7,11 +7,10 @@ the count reaches zero or its grace period is over.
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import ShuttingDown, openai_error
+from gateway.api.asgi_errors import send_error
+from gateway.errors import ShuttingDown
 
 # Still answered while draining: a load balancer's probe and the last scrape of the metrics.
 ALWAYS_ANSWERED = ("/health", "/metrics")
@@ -40,23 +39,11 @@ class DrainGate:
             await self.app(scope, receive, send)
             return
         if self.drain.draining and not scope["path"].startswith(ALWAYS_ANSWERED):
-            await _refuse(send)
+            refusal = ShuttingDown("This gateway is shutting down; retry on another one.")
+            await send_error(send, refusal, (b"retry-after", b"1"), (b"connection", b"close"))
             return
         self.drain.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.drain.in_flight -= 1
-
-
-async def _refuse(send: Send) -> None:
-    answer = openai_error(ShuttingDown("This gateway is shutting down; retry on another one."))
-    body = json.dumps(answer.body()).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", b"1"),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
