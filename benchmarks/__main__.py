@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be at least 1")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would be most of the output
     command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
     from benchmarks.report import markdown
 

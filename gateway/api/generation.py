@@ -112,8 +112,12 @@ async def run_call(
         first = await first_chunk(chunks)
     except Exception as exc:
         error = as_gateway_error(exc)
-        status = "rejected" if isinstance(error, Overloaded) else "error"
-        await meter.settle(Progress(), status, type(error).__name__)
+        if isinstance(error, Overloaded):
+            # Nothing was generated or billed: the refusal's record is queued, not waited for, so a
+            # flood is refused at the speed of the front rather than of the ledger's commits.
+            meter.settle_nowait(Progress(), "rejected", type(error).__name__)
+        else:
+            await meter.settle(Progress(), "error", type(error).__name__)
         raise error from exc
     finally:
         if utilization is not None:

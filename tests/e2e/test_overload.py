@@ -16,7 +16,7 @@ from tests.e2e.conftest import MODEL, Gateway
 
 pytestmark = pytest.mark.e2e
 
-# models.yaml: one replica taking 32 at once, 32 more waiting in the gateway.
+# models.yaml: one replica taking 16 at once, 48 more waiting in the gateway.
 ADMITTED = 64
 
 
