@@ -45,6 +45,10 @@ class BackendUnavailable(ServiceError):
     """No healthy replica could take the request, or the replica died while serving it."""
 
 
+class EngineDead(BackendUnavailable):
+    """The replica's engine died and cannot recover in place: the replica has to be replaced."""
+
+
 class UpstreamTimeout(ServiceError):
     """The model's endpoint (an upstream server) took longer than its configured timeout."""
 

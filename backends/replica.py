@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from backends.base import Backend, GenerationChunk, GenerationRequest, ModelSpec, merge_chunks
 from backends.channel_wire import ChannelTicket
+from backends.errors import EngineDead
 from backends.placement import Placement, place_replica
 from backends.registry import load_backend_class
 from backends.replica_link import ReplicaLink
@@ -25,6 +26,7 @@ from backends.replica_link import ReplicaLink
 logger = logging.getLogger(__name__)
 
 _END = object()
+EXIT_DELAY_S = 0.5  # after its engine died, before the replica's process ends
 
 
 async def coalesce(source: AsyncIterator[GenerationChunk]) -> AsyncIterator[GenerationChunk]:
@@ -88,6 +90,7 @@ class ModelReplica:
         started = time.monotonic()
         self._spec = spec
         self._link: ReplicaLink | None = None
+        self._exiting = False
         self._placement: Placement = place_replica(spec)  # before the engine reads its visible devices
         self._backend: Backend = load_backend_class(backend).from_spec(spec)
         await self._backend.start()
@@ -105,12 +108,31 @@ class ModelReplica:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         """Stream chunks for ``request``; for a ``whole`` request send one merged chunk at the end."""
-        async for chunk in timed(self._backend.generate(request), request.whole):
+        async for chunk in timed(self._guarded(request), request.whole):
             yield chunk
 
     def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         # The channel batches every ready chunk per frame itself: no coalescing task per request.
-        return timed(self._backend.generate(request), request.whole, merge_piled_up=False)
+        return timed(self._guarded(request), request.whole, merge_piled_up=False)
+
+    async def _guarded(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """The backend's chunks; an engine that died ends this replica, so that Serve replaces it now
+        rather than after its health checks have failed for half a minute."""
+        try:
+            async for chunk in self._backend.generate(request):
+                yield chunk
+        except EngineDead:
+            self._exit_for_replacement()
+            raise
+
+    def _exit_for_replacement(self) -> None:
+        if self._exiting:
+            return
+        self._exiting = True
+        logger.error("engine died model=%s: replica exits to be replaced", self._spec.name)
+        # Long enough for this error to reach its caller; every other request on the replica is lost
+        # with the engine anyway, and ends as the replica's connection drops.
+        asyncio.get_running_loop().call_later(EXIT_DELAY_S, os._exit, 1)
 
     async def check_health(self) -> None:
         await self._backend.check_health()

@@ -9,7 +9,7 @@ import contextlib
 import importlib.util
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +25,7 @@ from backends.base import (
     Usage,
 )
 from backends.chips import ChipUnavailable
-from backends.errors import BackendUnavailable, InvalidRequest
+from backends.errors import BackendUnavailable, EngineDead, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
 from backends.vllm_attention import attention_backend
 
@@ -77,6 +77,20 @@ def _finish_reason(reason: str | None) -> Literal["stop", "length", "abort"] | N
     if reason in ("stop", "length", "abort"):
         return reason  # type: ignore[return-value]
     return None if reason is None else "stop"
+
+
+ENGINE_DEAD = "The engine of this replica died; the replica is being replaced, retry."
+
+
+@contextlib.contextmanager
+def _engine_death_as(error: EngineDead) -> Iterator[None]:
+    """vLLM's unrecoverable engine failure (its engine-core process gone) raised as ``error``."""
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    try:
+        yield
+    except EngineDeadError as exc:
+        raise error from exc
 
 
 class VLLMBackend:
@@ -218,7 +232,7 @@ class VLLMBackend:
         if self._engine is None or self._renderer is None:
             raise BackendUnavailable("engine not started")
         if self._engine.errored:
-            raise BackendUnavailable("The engine of this replica has failed.")
+            raise EngineDead(ENGINE_DEAD)
         prompt_ids = await self._renderer.render(request.prompt)
         max_tokens = completion_budget(self.max_model_len, len(prompt_ids), request.sampling.max_tokens)
         params = self._sampling_params(request.sampling, max_tokens)
@@ -226,23 +240,24 @@ class VLLMBackend:
         generated: dict[int, int] = {}
         cached = 0
         stream = self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
-        async with contextlib.aclosing(stream):
-            async for output in stream:
-                deltas = []
-                for completion in output.outputs:
-                    generated[completion.index] = generated.get(completion.index, 0) + len(
-                        completion.token_ids
-                    )
-                    deltas.append(
-                        ChoiceDelta(
-                            index=completion.index,
-                            text=completion.text,
-                            finish_reason=_finish_reason(completion.finish_reason),
-                            logprobs=None
-                            if k is None or completion.logprobs is None
-                            else self._logprobs(completion.token_ids, completion.logprobs, k),
+        with _engine_death_as(EngineDead(ENGINE_DEAD)):
+            async with contextlib.aclosing(stream):
+                async for output in stream:
+                    deltas = []
+                    for completion in output.outputs:
+                        generated[completion.index] = generated.get(completion.index, 0) + len(
+                            completion.token_ids
                         )
-                    )
-                cached = output.num_cached_tokens or cached  # vLLM may report it on the first output only
-                usage = Usage(len(prompt_ids), sum(generated.values()), cached)
-                yield GenerationChunk(choices=deltas, usage=usage)
+                        deltas.append(
+                            ChoiceDelta(
+                                index=completion.index,
+                                text=completion.text,
+                                finish_reason=_finish_reason(completion.finish_reason),
+                                logprobs=None
+                                if k is None or completion.logprobs is None
+                                else self._logprobs(completion.token_ids, completion.logprobs, k),
+                            )
+                        )
+                    cached = output.num_cached_tokens or cached  # vLLM may report it on the first output only
+                    usage = Usage(len(prompt_ids), sum(generated.values()), cached)
+                    yield GenerationChunk(choices=deltas, usage=usage)

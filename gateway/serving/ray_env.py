@@ -55,6 +55,12 @@ def prepare_ray_environment(*, private_head: bool, dashboard: bool) -> None:
         # own authentication settings (RAY_AUTH_MODE / RAY_AUTH_TOKEN in the gateway's environment).
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        # ray.init turns a loopback node address into the host's reachable one (services.
+        # resolve_ip_for_localhost) unless Ray believes it may not form clusters here, as on macOS; then
+        # the node's address stays 127.0.0.1 and every server of the head (GCS, raylet, workers and
+        # replicas, dashboard and runtime-env agents, metrics exporters) listens on loopback only, where
+        # they otherwise listen on every interface. Checked by tests/e2e/test_listening_sockets.py.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         # Ray starts workers at nice 15 and the engines inherit it: measured here, that cost the gateway
         # most of its end-to-end throughput against direct vLLM on a busy machine.
         os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (Ray spells it this way)

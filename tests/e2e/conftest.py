@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -50,6 +51,12 @@ class Gateway:
 
     def client(self, key: str | None = None, **kwargs: object) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key=key or self.key, max_retries=0, **kwargs)  # type: ignore[arg-type]
+
+    def usage_rows(self, key: str, query: str = "") -> list[dict[str, Any]]:
+        """``key``'s rows of ``GET /v1/usage`` (the ledger, as the key's tenant reads it)."""
+        response = httpx.get(f"{self.base_url}/v1/usage{query}", headers={"Authorization": f"Bearer {key}"})
+        response.raise_for_status()
+        return list(response.json()["data"])
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

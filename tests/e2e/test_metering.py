@@ -8,17 +8,12 @@ import time
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
-from tests.e2e.conftest import MODEL, Gateway
+from tests.e2e.conftest import MODEL, Gateway, process_tree
 
 pytestmark = pytest.mark.e2e
-
-
-def usage_rows(gateway: Gateway, key: str, query: str = "") -> list[dict[str, Any]]:
-    response = httpx.get(f"{gateway.base_url}/v1/usage{query}", headers={"Authorization": f"Bearer {key}"})
-    response.raise_for_status()
-    return list(response.json()["data"])
 
 
 def one_request(gateway: Gateway, key: str, i: int) -> tuple[int, int]:
@@ -43,7 +38,7 @@ def test_ledger_totals_equal_the_usage_clients_received(gateway: Gateway) -> Non
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         seen = list(pool.map(lambda i: one_request(gateway, key, i), range(12)))
     # The response completes only after its record is durable, so the ledger is already complete.
-    [row] = usage_rows(gateway, key)
+    [row] = gateway.usage_rows(key)
     assert row["model"] == MODEL and row["requests"] == 12
     assert row["prompt_tokens"] == sum(p for p, _ in seen)
     assert row["completion_tokens"] == sum(c for _, c in seen)
@@ -67,31 +62,63 @@ def test_metrics_agree_with_the_ledger(gateway: Gateway) -> None:
     assert "maas_gateway_overhead_seconds_bucket" in text
 
 
-def test_client_that_disconnects_mid_stream_is_billed_for_what_was_generated(gateway: Gateway) -> None:
+def engine_cpu_seconds(gateway: Gateway) -> float:
+    """CPU time so far of the model's vLLM engine processes (engine core and its workers)."""
+    total = 0.0
+    for proc in process_tree(gateway.process.pid):
+        try:
+            if proc.name().startswith("VLLM::"):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def engine_cpu_rate(gateway: Gateway, seconds: float) -> float:
+    before = engine_cpu_seconds(gateway)
+    time.sleep(seconds)
+    return (engine_cpu_seconds(gateway) - before) / seconds
+
+
+def test_client_that_disconnects_mid_stream_is_billed_and_the_engine_stops_within_a_second(
+    gateway: Gateway,
+) -> None:
     key = gateway.create_key("metering-cutoff")
-    stream = gateway.client(key=key).completions.create(
-        model=MODEL, prompt="Count from 1 to 500: 1, 2, 3,", max_tokens=300, temperature=0, stream=True
-    )
-    for received, _ in enumerate(stream, start=1):
-        if received == 4:
-            break
-    stream.close()
+    client = gateway.client(key=key)
+    streams = [
+        client.completions.create(
+            model=MODEL, prompt=f"Count from {i} to 500: {i},", max_tokens=300, temperature=0, stream=True
+        )
+        for i in range(1, 5)
+    ]
+    for stream in streams:
+        for received, _ in enumerate(stream, start=1):
+            if received == 4:
+                break
+    generating = engine_cpu_rate(gateway, 1.0)  # four streams still being generated
+    for stream in streams:
+        stream.close()
+    time.sleep(1.0)
+    after = engine_cpu_rate(gateway, 2.0)  # from one second after the clients left
+    print(f"engine CPU s/s: generating {generating:.2f}, from 1 s after the clients left {after:.3f}")
+    assert after < 0.25 * generating, (generating, after)
+
     deadline = time.monotonic() + 20
     rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not rows:
-        rows = usage_rows(gateway, key)
+    while time.monotonic() < deadline and not (rows and rows[0]["requests"] == 4):
+        rows = gateway.usage_rows(key)
         time.sleep(0.2)
-    assert rows, "the cut-off stream was not billed"
-    assert rows[0]["requests"] == 1
-    assert 4 <= rows[0]["completion_tokens"] < 300
+    assert rows and rows[0]["requests"] == 4, f"the cut-off streams were not all billed: {rows}"
+    assert 4 * 4 <= rows[0]["completion_tokens"] < 4 * 300
 
 
 def test_tenants_cannot_read_each_others_usage_and_admin_sees_both(gateway: Gateway) -> None:
     key_a = gateway.create_key("iso-a")
     key_b = gateway.create_key("iso-b")
     one_request(gateway, key_a, 0)
-    assert usage_rows(gateway, key_b) == []
-    assert usage_rows(gateway, key_a)[0]["requests"] == 1
+    assert gateway.usage_rows(key_b) == []
+    assert gateway.usage_rows(key_a)[0]["requests"] == 1
     admin = gateway.create_key(admin=True)
     headers = {"Authorization": f"Bearer {admin}"}
     body = httpx.get(f"{gateway.base_url}/admin/usage?group_by=tenant", headers=headers).json()
@@ -116,12 +143,12 @@ def test_injection_strings_as_key_or_tenant_change_nothing(gateway: Gateway) -> 
     assert refused.status_code == 401
     key = gateway.create_key(evil)
     one_request(gateway, key, 1)
-    [row] = usage_rows(gateway, key)
+    [row] = gateway.usage_rows(key)
     assert row["requests"] == 1
     other = gateway.create_key("plain-tenant")
-    assert usage_rows(gateway, other) == []
+    assert gateway.usage_rows(other) == []
     # The shared gateway's ledger still answers for everyone else.
-    assert usage_rows(gateway, gateway.key)
+    assert gateway.usage_rows(gateway.key)
 
 
 def test_repeated_prompt_reports_cached_tokens(gateway: Gateway) -> None:

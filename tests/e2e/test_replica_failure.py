@@ -1,4 +1,5 @@
-"""A replica that dies mid-stream: the client gets an SSE error event, and Serve brings the model back."""
+"""A replica that dies mid-stream, or whose engine dies inside it: the client gets an SSE error event, the
+tokens it was sent are billed, and the model comes back (the figures are printed for the notes)."""
 
 from __future__ import annotations
 
@@ -44,23 +45,92 @@ def replica_channels(gateway: Gateway, admin_key: str) -> int:
     return int(chips_row(gateway, admin_key)["replica_channels"])  # type: ignore[call-overload]
 
 
+def engine_pids(gateway: Gateway) -> list[int]:
+    """The vLLM engine-core processes (each a child of its replica)."""
+    pids = []
+    for proc in process_tree(gateway.process.pid):
+        try:
+            if proc.name().startswith("VLLM::EngineCore"):
+                pids.append(proc.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def kill_mid_stream(gateway: Gateway, key: str, victim: int) -> int:
+    """Stream a long answer, SIGKILL ``victim`` after two chunks; the chunks received before the error."""
+    stream = gateway.client(key=key).completions.create(
+        model=MODEL, prompt="Count from 1 to 500: 1, 2, 3,", max_tokens=400, temperature=0, stream=True
+    )
+    received = 0
+    with pytest.raises(openai.APIError) as info:
+        for _ in stream:
+            received += 1
+            if received == 2:
+                os.kill(victim, signal.SIGKILL)
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "backend_unavailable"
+    return received
+
+
+def assert_billed_for_what_was_sent(gateway: Gateway, key: str, received: int) -> None:
+    """One record for the cut stream, holding at least the tokens its client was sent."""
+    deadline = time.monotonic() + 10
+    while not (rows := gateway.usage_rows(key)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(rows) == 1, rows
+    assert rows[0]["requests"] == 1 and received <= rows[0]["completion_tokens"] < 400, (received, rows)
+
+
+def answers_again(gateway: Gateway, timeout_s: float = 240) -> float:
+    """Seconds until the model answers a chat request again."""
+    started = time.monotonic()
+    client = gateway.client()
+    while True:
+        try:
+            answer = client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "What is the capital of France?"}],
+                temperature=0,
+            )
+            assert "Paris" in (answer.choices[0].message.content or "")
+            return time.monotonic() - started
+        except (openai.APIStatusError, openai.APIConnectionError):
+            assert time.monotonic() - started < timeout_s, "the model did not come back"
+            time.sleep(0.5)
+
+
+def test_engine_dying_inside_a_live_replica_ends_its_stream_and_the_replica_is_replaced(
+    gateway: Gateway,
+) -> None:
+    key = gateway.create_key("engine-death")
+    replicas, engines = replica_pids(gateway), engine_pids(gateway)
+    assert len(replicas) == 1 and len(engines) == 1, (replicas, engines)
+    received = kill_mid_stream(gateway, key, engines[0])
+    killed = time.monotonic()
+    assert_billed_for_what_was_sent(gateway, key, received)
+    # The replica does not linger with a dead engine (Serve's health checks would take ~30 s to notice):
+    # it exits, and Serve replaces it.
+    answers_again(gateway)
+    print(f"engine killed: the model answered again {time.monotonic() - killed:.1f} s later")
+    assert replica_pids(gateway) and set(replica_pids(gateway)).isdisjoint(replicas)
+    admin_key = gateway.create_key(admin=True)
+    deadline = time.monotonic() + 60
+    while replica_channels(gateway, admin_key) != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert replica_channels(gateway, admin_key) == 1  # the new replica dialled the gateway
+
+
 def test_replica_killed_mid_stream_ends_the_stream_with_an_error_event(gateway: Gateway) -> None:
     admin_key = gateway.create_key(admin=True)
+    key = gateway.create_key("replica-kill")
     assert healthy_replicas(gateway, admin_key) == 1
     assert replica_channels(gateway, admin_key) == 1  # the stream below comes over the replica's channel
     victims = replica_pids(gateway)
     assert len(victims) == 1, victims
-    stream = gateway.client().completions.create(
-        model=MODEL, prompt="Count from 1 to 500: 1, 2, 3,", max_tokens=400, temperature=0, stream=True
-    )
-    received = []
-    with pytest.raises(openai.APIError) as info:
-        for chunk in stream:
-            received.append(chunk)
-            if len(received) == 2:
-                os.kill(victims[0], signal.SIGKILL)
-    assert len(received) >= 2
-    assert isinstance(info.value.body, dict) and info.value.body["code"] == "backend_unavailable"
+    received = kill_mid_stream(gateway, key, victims[0])
+    killed = time.monotonic()
+    assert received >= 2
+    assert_billed_for_what_was_sent(gateway, key, received)
 
     # While Serve replaces it, the gateway reports no healthy replica and the model as not running.
     deadline = time.monotonic() + 30
@@ -75,11 +145,8 @@ def test_replica_killed_mid_stream_ends_the_stream_with_an_error_event(gateway: 
     while not (set(replica_pids(gateway)) - set(victims)) and time.monotonic() < deadline:
         time.sleep(1)
     gateway.wait_healthy(timeout_s=240)
-    client = gateway.client()
-    answer = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0
-    )
-    assert "Paris" in (answer.choices[0].message.content or "")
+    answers_again(gateway, timeout_s=30)
+    print(f"replica killed: the model answered again {time.monotonic() - killed:.1f} s later")
     assert replica_pids(gateway) and replica_pids(gateway) != victims
     assert healthy_replicas(gateway, admin_key) == 1
     assert replica_channels(gateway, admin_key) == 1  # the new replica dialled the gateway again

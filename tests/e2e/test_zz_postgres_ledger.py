@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import Gateway, create_key, gateway_env, start_gateway, stop_gateway
-from tests.e2e.test_metering import one_request, usage_rows
+from tests.e2e.test_metering import one_request
 from tests.gateway.billing.ledger.conftest import drop_schema, postgres_url_for_new_schema
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ def test_postgres_ledger_totals_equal_the_usage_clients_received(pg_gateway: tup
     gateway, url = pg_gateway
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         seen = list(pool.map(lambda i: one_request(gateway, gateway.key, i), range(12)))
-    [row] = usage_rows(gateway, gateway.key)
+    [row] = gateway.usage_rows(gateway.key)
     assert row["requests"] == 12
     assert row["prompt_tokens"] == sum(p for p, _ in seen)
     assert row["completion_tokens"] == sum(c for _, c in seen)
