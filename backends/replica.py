@@ -22,6 +22,7 @@ from backends.errors import EngineDead
 from backends.placement import Placement, place_replica
 from backends.registry import load_backend_class
 from backends.replica_link import ReplicaLink
+from backends.serve_grpc import bind_replica_grpc_to_node_address
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class ModelReplica:
         self, spec: ModelSpec, backend: str, ticket: ChannelTicket | None = None
     ) -> None:
         started = time.monotonic()
+        bind_replica_grpc_to_node_address()
         self._spec = spec
         self._link: ReplicaLink | None = None
         self._exiting = False
