@@ -10,9 +10,11 @@ whether the ledger's counts match what the clients saw."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import sqlite3
 import tempfile
 import time
 from collections import Counter
@@ -94,6 +96,16 @@ def _ledger_counts(base_url: str, tenant: str) -> Counter[str]:
     return counts
 
 
+def _gateway_refusal_times(home: Path, tenant: str) -> list[float]:
+    """Seconds from each refused request's arrival to its refusal, as the gateway's ledger recorded them
+    (its own time, apart from the load generator's queueing on the same cores)."""
+    with contextlib.closing(sqlite3.connect(home / "maas.db")) as db:
+        rows = db.execute(
+            "SELECT duration_s FROM usage_records WHERE tenant = ? AND status = 'rejected'", (tenant,)
+        ).fetchall()
+    return [float(duration) for (duration,) in rows]
+
+
 def _p(values: list[float], q: float) -> float | None:
     return round(percentile(values, q) * 1000, 1) if values else None
 
@@ -143,6 +155,7 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
         ledger = _ledger_counts(base, "flood")
     finally:
         gateway.server.stop()
+    refused_in_gateway = _gateway_refusal_times(gateway.home, "flood")  # every queued record is written
     statuses: Counter[int] = m["statuses"]
     solo_p95, flooded_p95 = _p(m["solo"], 95), _p(m["flooded"], 95)
     result = {
@@ -172,6 +185,9 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
             "refusal_p50_ms": _p(m["refusals"], 50),
             "refusal_p95_ms": _p(m["refusals"], 95),
             "refusal_max_ms": _p(m["refusals"], 100),
+            "gateway_refusal_p50_ms": _p(refused_in_gateway, 50),
+            "gateway_refusal_p95_ms": _p(refused_in_gateway, 95),
+            "gateway_refusal_p99_ms": _p(refused_in_gateway, 99),
             "one_client_refusal_p50_ms": _p(m["probed"], 50),
             "one_client_refusal_p95_ms": _p(m["probed"], 95),
             "one_client_refusals": len(m["probed"]),
