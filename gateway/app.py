@@ -108,7 +108,7 @@ def build_app(
     app.state.utilization = utilization
     app.state.health_source = health_source
     app.state.model_gates = model_gates or ModelGates()
-    app.state.audit = audit or AuditLog(keystore.path)  # beside the tenants and keys it is about
+    app.state.audit = audit or AuditLog(keystore.database)  # beside the tenants and keys it is about
     app.state.drain = drain or Drain()
     app.add_middleware(BodyLimit)
     app.add_middleware(DrainGate, drain=app.state.drain)

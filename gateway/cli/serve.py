@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gateway.catalog.schema import CatalogError, load_catalog
 from gateway.cli.settings import Settings
-from gateway.tenancy.keystore import KeyStore
+from gateway.cli.stores import open_admission_for, open_ledger_for, open_tenancy
 
 if TYPE_CHECKING:
     import uvicorn
@@ -53,8 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.api.drain import Drain
-    from gateway.app import build_app, open_admission
-    from gateway.billing.ledger import DURABILITIES, open_ledger
+    from gateway.app import build_app
+    from gateway.billing.ledger import DURABILITIES
     from gateway.catalog.model_prep import PreparationFailed, prepare_model
     from gateway.catalog.routing import ModelRouter
     from gateway.cli.draining_server import DrainingServer
@@ -98,9 +98,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             channels=settings.replica_channels,
         )
     )
-    keystore = KeyStore(settings.database_path)
-    ledger = open_ledger(settings.database_url, str(settings.database_path), settings.ledger_durability)
-    admission = open_admission(settings.database_url, str(settings.database_path))
+    tenancy = open_tenancy(settings)
+    ledger = open_ledger_for(settings)
+    admission = open_admission_for(settings)
     try:
         prepared = []
         for model in catalog.models:
@@ -129,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         drain = Drain()
         app = build_app(
             router,
-            keystore,
+            tenancy.keystore,
             ledger,
             metrics,
             admission,
@@ -137,6 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             controller,
             utilization,
             drain=drain,
+            audit=tenancy.audit,
         )
         config = uvicorn.Config(
             app,
@@ -167,7 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         runtime.stop()
         ledger.close()
         admission.store.close()
-        keystore.close()
+        tenancy.close()
         _progress("stopped")
     return 0
 
