@@ -2,8 +2,9 @@
 
 Every admitted request first *reserves* what it may use: one request, and its token estimate (prompt
 estimate plus the most it may generate) in the current one-minute window of each limited scope and in
-the tenant's budget period. The check and the reservation are one transaction in the shared database, so
-concurrent requests on any number of gateway replicas cannot all slip past a limit together. Settlement
+the tenant's budget period. The check and the reservation are one transaction in the shared database (or
+one Lua script in Redis: ``redis_counters``), so concurrent requests on any number of gateway replicas
+cannot all slip past a limit together. Settlement
 replaces the estimate with what was really used; because the estimate covers the completion's maximum,
 a limit can only be exceeded by the prompt estimate's error of the requests in flight, and a budget by at
 most one request's worth.
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.billing.ledger.records import charge_nanos
 from gateway.catalog.routing import RoutedModel
@@ -68,6 +69,25 @@ def period_bounds(period: str, now: float) -> tuple[int, int]:
     start = datetime(day.year, day.month, 1, tzinfo=UTC)
     days = calendar.monthrange(day.year, day.month)[1]
     return int(start.timestamp()), int(start.timestamp()) + days * 86_400
+
+
+class Counters(Protocol):
+    """Where the window and budget counters live: the database (``CounterStore``) or Redis
+    (``redis_counters.RedisCounterStore``). ``admit`` checks every limit and reserves the estimate in one
+    atomic step, or raises ``RateLimited`` / ``QuotaExceeded`` and reserves nothing."""
+
+    def admit(
+        self,
+        scopes: list[tuple[str, RateLimits]],
+        budget: tuple[str, Budget] | None,
+        estimate: Estimate,
+        now: float,
+        tenant: str | None = None,
+    ) -> Reservation: ...
+
+    def settle(self, reservation: Reservation, tokens: int, nanos: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class CounterStore:
@@ -128,6 +148,7 @@ class CounterStore:
         budget: tuple[str, Budget] | None,
         estimate: Estimate,
         now: float,
+        tenant: str | None = None,
     ) -> Reservation:
         window = int(now // WINDOW_S * WINDOW_S)
         reset_s = window + WINDOW_S - now
@@ -208,7 +229,7 @@ class CounterStore:
 class Admission:
     """Admits or refuses requests for the principals' limits and budgets."""
 
-    def __init__(self, store: CounterStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Counters, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock
 
@@ -241,7 +262,9 @@ class Admission:
         budget = (principal.tenant, principal.budget) if principal.budget is not None else None
         if not scopes and budget is None:
             return None  # nothing to enforce: no database round trip
-        return await asyncio.to_thread(self.store.admit, scopes, budget, estimate, self._clock())
+        return await asyncio.to_thread(
+            self.store.admit, scopes, budget, estimate, self._clock(), principal.tenant
+        )
 
     async def settle(self, reservation: Reservation | None, tokens: int, nanos: int) -> None:
         if reservation is not None:

@@ -20,8 +20,11 @@ class Settings:
     models_dir: Path
     database_url: str | None = None
     """PostgreSQL URL for all shared state: tenants, keys, limits, budgets, the audit log, the ledger and
-    the admission counters, so several gateways share them; None: SQLite under
+    (without ``redis_url``) the admission counters, so several gateways share them; None: SQLite under
     ``home``."""
+    redis_url: str | None = None
+    """Redis URL for the rate-limit and budget counters (a counter write per request, off the database);
+    None: the counters live in the database."""
     key_cache_seconds: float = 5.0
     """How long a gateway caches a key's lookup: the most a key revoked or a limit changed through another
     gateway takes to hold on this one."""
@@ -45,6 +48,7 @@ class Settings:
             home=home,
             models_dir=models_dir,
             database_url=env.get("MAAS_DATABASE_URL") or None,
+            redis_url=env.get("MAAS_REDIS_URL") or None,
             key_cache_seconds=float(env.get("MAAS_KEY_CACHE_SECONDS") or 5.0),
             ledger_durability=env.get("MAAS_LEDGER_DURABILITY") or "power-loss",
             replica_channels=(env.get("MAAS_REPLICA_CHANNELS") or "1").strip().lower() not in OFF,

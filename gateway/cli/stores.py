@@ -1,5 +1,6 @@
 """The one place the settings choose where shared state lives: SQLite under ``MAAS_HOME`` by default,
-PostgreSQL for everything when ``MAAS_DATABASE_URL`` is set."""
+PostgreSQL for everything when ``MAAS_DATABASE_URL`` is set, Redis for the counters when ``MAAS_REDIS_URL``
+is set too (see README "Running several gateways")."""
 
 from __future__ import annotations
 
@@ -38,4 +39,4 @@ def open_ledger_for(settings: Settings) -> Ledger:
 def open_admission_for(settings: Settings) -> Admission:
     from gateway.app import open_admission
 
-    return open_admission(settings.database_url, str(settings.database_path))
+    return open_admission(settings.database_url, str(settings.database_path), settings.redis_url)
