@@ -79,14 +79,16 @@ class RequestClock:
         await self.app(scope, receive, send)
 
 
-def open_admission(database_url: str | None, sqlite_path: str, redis_url: str | None = None) -> Admission:
-    """Counters live in Redis when ``redis_url`` is set, else in the ledger's database: either way every
-    gateway on it shares them."""
+def open_admission(
+    database_url: str | None, sqlite_path: str, redis_url: str | None = None, redis_prefix: str = "maas"
+) -> Admission:
+    """Counters live in Redis when ``redis_url`` is set (keys under ``redis_prefix``), else in the ledger's
+    database: either way every gateway on it shares them."""
     store: Counters
     if redis_url:
         from gateway.billing.redis_counters import RedisCounterStore
 
-        store = RedisCounterStore(redis_url)
+        store = RedisCounterStore(redis_url, prefix=redis_prefix)
     elif database_url:
         store = CounterStore.postgres(database_url)
     else:

@@ -60,11 +60,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.cli.draining_server import DrainingServer
     from gateway.observability.metrics import GatewayMetrics
     from gateway.observability.utilization import UtilizationMeter, deployment_costs
+    from gateway.serving.app_names import check_installation
     from gateway.serving.catalog_control import CatalogController
     from gateway.serving.chip_capacity import InsufficientChips
     from gateway.serving.serve_runtime import DeploymentFailed, RayOptions, ServeRuntime
 
     settings = Settings.from_env()
+    if settings.installation is not None:
+        try:
+            check_installation(settings.installation)
+        except ValueError as exc:
+            print(f"error: MAAS_INSTALLATION: {exc}", file=sys.stderr)
+            return 2
     if settings.ledger_durability not in DURABILITIES:
         print(f"error: MAAS_LEDGER_DURABILITY must be one of {', '.join(DURABILITIES)}", file=sys.stderr)
         return 2
@@ -96,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             resources=resources,
             address=args.ray_address,
             channels=settings.replica_channels,
+            installation=settings.installation,
         )
     )
     tenancy = open_tenancy(settings)

@@ -39,4 +39,5 @@ def open_ledger_for(settings: Settings) -> Ledger:
 def open_admission_for(settings: Settings) -> Admission:
     from gateway.app import open_admission
 
-    return open_admission(settings.database_url, str(settings.database_path), settings.redis_url)
+    prefix = "maas" if settings.installation is None else f"maas-{settings.installation}"
+    return open_admission(settings.database_url, str(settings.database_path), settings.redis_url, prefix)
