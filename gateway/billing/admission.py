@@ -23,12 +23,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.billing.ledger.records import charge_nanos
 from gateway.catalog.routing import RoutedModel
 from gateway.errors import QuotaExceeded, RateLimited
+from gateway.tenancy.database import Database, PostgresDatabase, SqliteDatabase
 from gateway.tenancy.keystore import Budget, Principal, RateLimits
+from gateway.tenancy.migrations import Migration, migrate, statements
 
 WINDOW_S = 60
 
@@ -42,6 +45,8 @@ SCHEMA = [
         tokens BIGINT NOT NULL, nanos BIGINT NOT NULL,
         PRIMARY KEY (tenant, period_start))""",
 ]
+MIGRATIONS = (Migration(1, "rate windows and budget usage", statements(SCHEMA, SCHEMA)),)
+"""The counters' schema, versioned (``gateway.tenancy.migrations``): append a migration to change it."""
 
 
 @dataclass(frozen=True)
@@ -99,13 +104,20 @@ class CounterStore:
         self._begin = begin
         self._lock_rows = lock_rows  # PostgreSQL: SELECT ... FOR UPDATE
         self._mutex = threading.Lock()
-        with self._transaction():
-            for statement in SCHEMA:
-                self._conn.execute(statement)
+
+    @staticmethod
+    def _migrate(database: Database) -> None:
+        """The tables, under the migrations' lock: several gateways may start at once."""
+        try:
+            migrate(database, "counters", MIGRATIONS)
+        finally:
+            database.close()
 
     @classmethod
     def sqlite(cls, path: str) -> CounterStore:
         import sqlite3
+
+        cls._migrate(SqliteDatabase(Path(path)))
 
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -115,6 +127,8 @@ class CounterStore:
     @classmethod
     def postgres(cls, url: str) -> CounterStore:
         import psycopg
+
+        cls._migrate(PostgresDatabase(url))
 
         return cls(psycopg.connect(url, autocommit=True), "%s", "BEGIN", lock_rows=True)
 
