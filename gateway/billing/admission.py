@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,10 +29,12 @@ from typing import Any, Protocol
 
 from gateway.billing.ledger.records import charge_nanos
 from gateway.catalog.routing import RoutedModel
-from gateway.errors import QuotaExceeded, RateLimited
+from gateway.errors import CountersUnavailable, QuotaExceeded, RateLimited, ServiceError
 from gateway.tenancy.database import Database, PostgresDatabase, SqliteDatabase
 from gateway.tenancy.keystore import Budget, Principal, RateLimits
 from gateway.tenancy.migrations import Migration, migrate, statements
+
+logger = logging.getLogger(__name__)
 
 WINDOW_S = 60
 
@@ -98,8 +101,16 @@ class Counters(Protocol):
 class CounterStore:
     """Window and budget counters in SQLite or PostgreSQL, changed only inside one transaction."""
 
-    def __init__(self, conn: Any, placeholder: str, begin: str, lock_rows: bool) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        placeholder: str,
+        begin: str,
+        lock_rows: bool,
+        reconnect: Callable[[], Any] | None = None,
+    ) -> None:
         self._conn = conn
+        self._reconnect = reconnect  # PostgreSQL: a new connection after the server went away
         self._p = placeholder
         self._begin = begin
         self._lock_rows = lock_rows  # PostgreSQL: SELECT ... FOR UPDATE
@@ -130,11 +141,16 @@ class CounterStore:
 
         cls._migrate(PostgresDatabase(url))
 
-        return cls(psycopg.connect(url, autocommit=True), "%s", "BEGIN", lock_rows=True)
+        def connect() -> Any:
+            return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+        return cls(connect(), "%s", "BEGIN", lock_rows=True, reconnect=connect)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         with self._mutex:
+            if self._reconnect is not None and (self._conn.closed or self._conn.broken):
+                self._conn = self._reconnect()
             self._conn.execute(self._begin)
             try:
                 yield
@@ -276,15 +292,30 @@ class Admission:
         budget = (principal.tenant, principal.budget) if principal.budget is not None else None
         if not scopes and budget is None:
             return None  # nothing to enforce: no database round trip
-        return await asyncio.to_thread(
-            self.store.admit, scopes, budget, estimate, self._clock(), principal.tenant
-        )
+        try:
+            return await asyncio.to_thread(
+                self.store.admit, scopes, budget, estimate, self._clock(), principal.tenant
+            )
+        except ServiceError:
+            raise
+        except Exception as exc:  # the database or Redis is unreachable (a restart, a failover)
+            logger.warning("admission counters unreachable error=%s", type(exc).__name__)
+            raise CountersUnavailable("Rate limits cannot be checked right now; retry shortly.") from exc
 
     async def settle(self, reservation: Reservation | None, tokens: int, nanos: int) -> None:
         if reservation is not None:
-            await asyncio.to_thread(self.store.settle, reservation, tokens, nanos)
+            await asyncio.to_thread(self._settle, reservation, tokens, nanos)
 
     def settle_soon(self, reservation: Reservation | None, tokens: int, nanos: int) -> None:
         """Settle without waiting (the request's task is being cancelled)."""
         if reservation is not None:
-            threading.Thread(target=self.store.settle, args=(reservation, tokens, nanos), daemon=True).start()
+            threading.Thread(target=self._settle, args=(reservation, tokens, nanos), daemon=True).start()
+
+    def _settle(self, reservation: Reservation, tokens: int, nanos: int) -> None:
+        """A settlement that cannot reach the counters leaves the estimate reserved, which errs only towards
+        refusing (the window passes, the budget keeps at most the estimate's excess); the answer, already
+        billed in the ledger, still goes out."""
+        try:
+            self.store.settle(reservation, tokens, nanos)
+        except Exception as exc:
+            logger.warning("admission settlement lost error=%s", type(exc).__name__)
