@@ -27,6 +27,7 @@ __all__ = [
     "CountersUnavailable",
     "InsufficientCapacity",
     "InvalidRequest",
+    "KeysUnavailable",
     "LedgerUnavailable",
     "ModelNotFound",
     "ModelSaturated",
@@ -99,6 +100,10 @@ class ShuttingDown(ServiceError):
 
 class LedgerUnavailable(ServiceError):
     """A request's usage record could not be made durable, so its answer is withheld."""
+
+
+class KeysUnavailable(ServiceError):
+    """The database that holds the API keys could not be reached, so a key not in cache cannot be checked."""
 
 
 class CountersUnavailable(ServiceError):
@@ -191,6 +196,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     ShuttingDown: (503, "service_unavailable", "shutting_down"),
     LedgerUnavailable: (503, "service_unavailable", "ledger_unavailable"),
     CountersUnavailable: (503, "service_unavailable", "counters_unavailable"),
+    KeysUnavailable: (503, "service_unavailable", "keys_unavailable"),
     RateLimited: (429, "requests", "rate_limit_exceeded"),  # type: the limit's ``per``
     QuotaExceeded: (429, "insufficient_quota", "insufficient_quota"),
     BackendUnavailable: (503, "service_unavailable", "backend_unavailable"),

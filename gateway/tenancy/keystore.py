@@ -174,6 +174,14 @@ class KeyStore:
         )
         return changed > 0
 
+    def cached(self, secret: str) -> tuple[bool, Principal | None]:
+        """(True, what ``authenticate`` would answer) while that answer is cached, else (False, None):
+        lets a caller on an event loop skip the thread hop that a database lookup needs."""
+        cached = self._cache.get(hash_key(secret))
+        if cached is not None and cached[0] > time.monotonic():
+            return True, cached[1]
+        return False, None
+
     def authenticate(self, secret: str) -> Principal | None:
         """The principal for a valid, unrevoked, unexpired key, else None. Results are cached briefly."""
         digest = hash_key(secret)
