@@ -106,7 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             installation=settings.installation,
         )
     )
-    tenancy = open_tenancy(settings)
+    tenancy = open_tenancy(settings, listen=True)
     ledger = open_ledger_for(settings)
     admission = open_admission_for(settings)
     try:

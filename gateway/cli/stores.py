@@ -25,10 +25,11 @@ class Tenancy:
         self.keystore.close()  # the audit log shares its connection
 
 
-def open_tenancy(settings: Settings) -> Tenancy:
-    """Migrates the schema on opening (safe from several gateways at once)."""
+def open_tenancy(settings: Settings, listen: bool = False) -> Tenancy:
+    """Migrates the schema on opening (safe from several gateways at once). ``listen``: a serving gateway
+    hears other gateways' key and limit changes at once (PostgreSQL LISTEN/NOTIFY)."""
     database = open_database(settings.database_url, settings.database_path)
-    keystore = KeyStore(database, cache_seconds=settings.key_cache_seconds)
+    keystore = KeyStore(database, cache_seconds=settings.key_cache_seconds, listen=listen)
     return Tenancy(keystore, AuditLog(database))
 
 

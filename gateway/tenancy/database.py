@@ -81,6 +81,8 @@ class PostgresDatabase:
 
     def __init__(self, url: str) -> None:
         self.path: Path | None = None
+        self.url = url
+        """Where it connects (may hold a password: never logged)."""
         self._url = url
         self._lock = threading.RLock()
         self._depth = 0

@@ -8,7 +8,8 @@ month); a key may carry its own rate limits, an expiry and a list of models it m
 
 Several gateways on one PostgreSQL database: each caches a key's lookup for ``cache_seconds`` (5 s by
 default), so a key revoked or a limit changed through any gateway holds on every other one within that time,
-and at once on the gateway that made the change.
+and at once on the gateway that made the change. A gateway that listens (``key_events``: LISTEN/NOTIFY)
+drops its cache as soon as another announces a change, in about a database round trip.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from gateway.tenancy.database import Database, SqliteDatabase
+from gateway.tenancy.database import Database, PostgresDatabase, SqliteDatabase
+from gateway.tenancy.key_events import CHANNEL, KeyChangeListener
 from gateway.tenancy.schema import migrate_tenancy
 
 KEY_PREFIX = "sk-maas-"
@@ -86,11 +88,19 @@ class KeyStore:
     """Tenants and API keys in the gateway's database: a SQLite file (a path; WAL mode) or a ``Database``
     (``open_database``: PostgreSQL when ``MAAS_DATABASE_URL`` is set). Its schema is migrated on opening."""
 
-    def __init__(self, database: Path | Database, cache_seconds: float = DEFAULT_CACHE_SECONDS) -> None:
+    def __init__(
+        self, database: Path | Database, cache_seconds: float = DEFAULT_CACHE_SECONDS, listen: bool = False
+    ) -> None:
+        """``listen`` (PostgreSQL): drop cached lookups as soon as any gateway changes keys or limits
+        (``key_events``), not only after ``cache_seconds``."""
         self.database = SqliteDatabase(database) if isinstance(database, Path) else database
         migrate_tenancy(self.database)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._cache_seconds = cache_seconds
+        self._notify = isinstance(self.database, PostgresDatabase)
+        self._listener = None
+        if listen and isinstance(self.database, PostgresDatabase):
+            self._listener = KeyChangeListener(self.database.url, self._cache.clear)
 
     @property
     def path(self) -> Path | None:
@@ -98,11 +108,20 @@ class KeyStore:
         return self.database.path
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         self.database.close()
+
+    def _changed(self) -> None:
+        """A change to keys or limits applies to this gateway's next request, and to other gateways' as
+        soon as they hear of it (PostgreSQL: a notification, sent after the change committed)."""
+        self._cache.clear()
+        if self._notify:
+            self.database.execute("SELECT pg_notify(?, '')", (CHANNEL,))
 
     def _write(self, sql: str, params: tuple[object, ...]) -> int:
         changed = self.database.rowcount(sql, params)
-        self._cache.clear()  # a change to keys or limits applies to this gateway's next request
+        self._changed()
         return changed
 
     def set_tenant(
