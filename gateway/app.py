@@ -28,7 +28,7 @@ from gateway.api.body_limit import BodyLimit
 from gateway.api.drain import Drain, DrainGate
 from gateway.api.health import HealthSource
 from gateway.api.openapi_bodies import with_bodies
-from gateway.billing.admission import Admission, CounterStore
+from gateway.billing.admission import Admission, Counters, CounterStore
 from gateway.billing.ledger import Ledger
 from gateway.billing.overload import ModelGates
 from gateway.catalog.routing import ModelRouter
@@ -79,9 +79,20 @@ class RequestClock:
         await self.app(scope, receive, send)
 
 
-def open_admission(database_url: str | None, sqlite_path: str) -> Admission:
-    """Counters live in the ledger's database, so every gateway replica on it shares them."""
-    store = CounterStore.postgres(database_url) if database_url else CounterStore.sqlite(sqlite_path)
+def open_admission(
+    database_url: str | None, sqlite_path: str, redis_url: str | None = None, redis_prefix: str = "maas"
+) -> Admission:
+    """Counters live in Redis when ``redis_url`` is set (keys under ``redis_prefix``), else in the ledger's
+    database: either way every gateway on it shares them."""
+    store: Counters
+    if redis_url:
+        from gateway.billing.redis_counters import RedisCounterStore
+
+        store = RedisCounterStore(redis_url, prefix=redis_prefix)
+    elif database_url:
+        store = CounterStore.postgres(database_url)
+    else:
+        store = CounterStore.sqlite(sqlite_path)
     return Admission(store)
 
 
@@ -108,7 +119,7 @@ def build_app(
     app.state.utilization = utilization
     app.state.health_source = health_source
     app.state.model_gates = model_gates or ModelGates()
-    app.state.audit = audit or AuditLog(keystore.path)  # beside the tenants and keys it is about
+    app.state.audit = audit or AuditLog(keystore.database)  # beside the tenants and keys it is about
     app.state.drain = drain or Drain()
     app.add_middleware(BodyLimit)
     app.add_middleware(DrainGate, drain=app.state.drain)

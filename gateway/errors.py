@@ -24,8 +24,10 @@ __all__ = [
     "AuthenticationFailed",
     "BackendUnavailable",
     "ContextLengthExceeded",
+    "CountersUnavailable",
     "InsufficientCapacity",
     "InvalidRequest",
+    "KeysUnavailable",
     "LedgerUnavailable",
     "ModelNotFound",
     "ModelSaturated",
@@ -98,6 +100,15 @@ class ShuttingDown(ServiceError):
 
 class LedgerUnavailable(ServiceError):
     """A request's usage record could not be made durable, so its answer is withheld."""
+
+
+class KeysUnavailable(ServiceError):
+    """The database that holds the API keys could not be reached, so a key not in cache cannot be checked."""
+
+
+class CountersUnavailable(ServiceError):
+    """The rate-limit and budget counters (the database or Redis) could not be reached, so a limited
+    caller's request cannot be admitted safely."""
 
 
 class RequestTooLarge(ServiceError):
@@ -184,6 +195,8 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     ModelSaturated: (503, "service_unavailable", "model_overloaded"),
     ShuttingDown: (503, "service_unavailable", "shutting_down"),
     LedgerUnavailable: (503, "service_unavailable", "ledger_unavailable"),
+    CountersUnavailable: (503, "service_unavailable", "counters_unavailable"),
+    KeysUnavailable: (503, "service_unavailable", "keys_unavailable"),
     RateLimited: (429, "requests", "rate_limit_exceeded"),  # type: the limit's ``per``
     QuotaExceeded: (429, "insufficient_quota", "insufficient_quota"),
     BackendUnavailable: (503, "service_unavailable", "backend_unavailable"),

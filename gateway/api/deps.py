@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -11,7 +13,13 @@ from gateway.billing.admission import Admission
 from gateway.billing.ledger import Ledger
 from gateway.billing.overload import ModelGates
 from gateway.catalog.routing import ModelRouter
-from gateway.errors import AuthenticationFailed, BackendUnavailable, InvalidRequest, PermissionDenied
+from gateway.errors import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    InvalidRequest,
+    KeysUnavailable,
+    PermissionDenied,
+)
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
 from gateway.serving.catalog_control import CatalogController
@@ -19,6 +27,7 @@ from gateway.tenancy.audit import AuditLog
 from gateway.tenancy.keystore import KeyStore, Principal
 
 Body = TypeVar("Body", bound=BaseModel)
+logger = logging.getLogger(__name__)
 
 
 def get_model_router(request: Request) -> ModelRouter:
@@ -80,7 +89,14 @@ async def authenticate(request: Request) -> Principal:
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
-    principal = get_keystore(request).authenticate(secret)
+    keystore = get_keystore(request)
+    hit, principal = keystore.cached(secret)
+    if not hit:  # a database round trip: off the event loop, so a slow database stalls only this caller
+        try:
+            principal = await asyncio.to_thread(keystore.authenticate, secret)
+        except Exception as exc:
+            logger.warning("key store unreachable error=%s", type(exc).__name__)
+            raise KeysUnavailable("API keys cannot be checked right now; retry shortly.") from exc
     if principal is None:
         raise AuthenticationFailed("Incorrect API key provided.")
     return principal

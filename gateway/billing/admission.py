@@ -2,8 +2,9 @@
 
 Every admitted request first *reserves* what it may use: one request, and its token estimate (prompt
 estimate plus the most it may generate) in the current one-minute window of each limited scope and in
-the tenant's budget period. The check and the reservation are one transaction in the shared database, so
-concurrent requests on any number of gateway replicas cannot all slip past a limit together. Settlement
+the tenant's budget period. The check and the reservation are one transaction in the shared database (or
+one Lua script in Redis: ``redis_counters``), so concurrent requests on any number of gateway replicas
+cannot all slip past a limit together. Settlement
 replaces the estimate with what was really used; because the estimate covers the completion's maximum,
 a limit can only be exceeded by the prompt estimate's error of the requests in flight, and a budget by at
 most one request's worth.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,12 +24,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.billing.ledger.records import charge_nanos
 from gateway.catalog.routing import RoutedModel
-from gateway.errors import QuotaExceeded, RateLimited
+from gateway.errors import CountersUnavailable, QuotaExceeded, RateLimited, ServiceError
+from gateway.tenancy.database import Database, PostgresDatabase, SqliteDatabase
 from gateway.tenancy.keystore import Budget, Principal, RateLimits
+from gateway.tenancy.migrations import Migration, migrate, statements
+
+logger = logging.getLogger(__name__)
 
 WINDOW_S = 60
 
@@ -41,6 +48,8 @@ SCHEMA = [
         tokens BIGINT NOT NULL, nanos BIGINT NOT NULL,
         PRIMARY KEY (tenant, period_start))""",
 ]
+MIGRATIONS = (Migration(1, "rate windows and budget usage", statements(SCHEMA, SCHEMA)),)
+"""The counters' schema, versioned (``gateway.tenancy.migrations``): append a migration to change it."""
 
 
 @dataclass(frozen=True)
@@ -70,22 +79,56 @@ def period_bounds(period: str, now: float) -> tuple[int, int]:
     return int(start.timestamp()), int(start.timestamp()) + days * 86_400
 
 
+class Counters(Protocol):
+    """Where the window and budget counters live: the database (``CounterStore``) or Redis
+    (``redis_counters.RedisCounterStore``). ``admit`` checks every limit and reserves the estimate in one
+    atomic step, or raises ``RateLimited`` / ``QuotaExceeded`` and reserves nothing."""
+
+    def admit(
+        self,
+        scopes: list[tuple[str, RateLimits]],
+        budget: tuple[str, Budget] | None,
+        estimate: Estimate,
+        now: float,
+        tenant: str | None = None,
+    ) -> Reservation: ...
+
+    def settle(self, reservation: Reservation, tokens: int, nanos: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class CounterStore:
     """Window and budget counters in SQLite or PostgreSQL, changed only inside one transaction."""
 
-    def __init__(self, conn: Any, placeholder: str, begin: str, lock_rows: bool) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        placeholder: str,
+        begin: str,
+        lock_rows: bool,
+        reconnect: Callable[[], Any] | None = None,
+    ) -> None:
         self._conn = conn
+        self._reconnect = reconnect  # PostgreSQL: a new connection after the server went away
         self._p = placeholder
         self._begin = begin
         self._lock_rows = lock_rows  # PostgreSQL: SELECT ... FOR UPDATE
         self._mutex = threading.Lock()
-        with self._transaction():
-            for statement in SCHEMA:
-                self._conn.execute(statement)
+
+    @staticmethod
+    def _migrate(database: Database) -> None:
+        """The tables, under the migrations' lock: several gateways may start at once."""
+        try:
+            migrate(database, "counters", MIGRATIONS)
+        finally:
+            database.close()
 
     @classmethod
     def sqlite(cls, path: str) -> CounterStore:
         import sqlite3
+
+        cls._migrate(SqliteDatabase(Path(path)))
 
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -96,11 +139,18 @@ class CounterStore:
     def postgres(cls, url: str) -> CounterStore:
         import psycopg
 
-        return cls(psycopg.connect(url, autocommit=True), "%s", "BEGIN", lock_rows=True)
+        cls._migrate(PostgresDatabase(url))
+
+        def connect() -> Any:
+            return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+        return cls(connect(), "%s", "BEGIN", lock_rows=True, reconnect=connect)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         with self._mutex:
+            if self._reconnect is not None and (self._conn.closed or self._conn.broken):
+                self._conn = self._reconnect()
             self._conn.execute(self._begin)
             try:
                 yield
@@ -128,6 +178,7 @@ class CounterStore:
         budget: tuple[str, Budget] | None,
         estimate: Estimate,
         now: float,
+        tenant: str | None = None,
     ) -> Reservation:
         window = int(now // WINDOW_S * WINDOW_S)
         reset_s = window + WINDOW_S - now
@@ -208,7 +259,7 @@ class CounterStore:
 class Admission:
     """Admits or refuses requests for the principals' limits and budgets."""
 
-    def __init__(self, store: CounterStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Counters, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock
 
@@ -241,13 +292,30 @@ class Admission:
         budget = (principal.tenant, principal.budget) if principal.budget is not None else None
         if not scopes and budget is None:
             return None  # nothing to enforce: no database round trip
-        return await asyncio.to_thread(self.store.admit, scopes, budget, estimate, self._clock())
+        try:
+            return await asyncio.to_thread(
+                self.store.admit, scopes, budget, estimate, self._clock(), principal.tenant
+            )
+        except ServiceError:
+            raise
+        except Exception as exc:  # the database or Redis is unreachable (a restart, a failover)
+            logger.warning("admission counters unreachable error=%s", type(exc).__name__)
+            raise CountersUnavailable("Rate limits cannot be checked right now; retry shortly.") from exc
 
     async def settle(self, reservation: Reservation | None, tokens: int, nanos: int) -> None:
         if reservation is not None:
-            await asyncio.to_thread(self.store.settle, reservation, tokens, nanos)
+            await asyncio.to_thread(self._settle, reservation, tokens, nanos)
 
     def settle_soon(self, reservation: Reservation | None, tokens: int, nanos: int) -> None:
         """Settle without waiting (the request's task is being cancelled)."""
         if reservation is not None:
-            threading.Thread(target=self.store.settle, args=(reservation, tokens, nanos), daemon=True).start()
+            threading.Thread(target=self._settle, args=(reservation, tokens, nanos), daemon=True).start()
+
+    def _settle(self, reservation: Reservation, tokens: int, nanos: int) -> None:
+        """A settlement that cannot reach the counters leaves the estimate reserved, which errs only towards
+        refusing (the window passes, the budget keeps at most the estimate's excess); the answer, already
+        billed in the ledger, still goes out."""
+        try:
+            self.store.settle(reservation, tokens, nanos)
+        except Exception as exc:
+            logger.warning("admission settlement lost error=%s", type(exc).__name__)

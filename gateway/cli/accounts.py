@@ -10,23 +10,24 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.cli.settings import Settings
-from gateway.tenancy.audit import AuditLog
+from gateway.cli.stores import open_tenancy
 from gateway.tenancy.keystore import Budget, KeyStore, RateLimits
 
 
 def _open_keystore() -> KeyStore:
+    """The gateways' own store: PostgreSQL when ``MAAS_DATABASE_URL`` is set, else SQLite in MAAS_HOME."""
     settings = Settings.from_env()
     settings.ensure_dirs()
-    return KeyStore(settings.database_path)
+    return open_tenancy(settings).keystore
 
 
 def _audit(action: str, target: str, detail: dict[str, Any]) -> None:
     """The local command's actions go in the same audit log as the admin routes', as ``cli:<user>``."""
-    log = AuditLog(Settings.from_env().database_path)
+    tenancy = open_tenancy(Settings.from_env())
     try:
-        log.record(f"cli:{getpass.getuser()}", None, action, target, detail)
+        tenancy.audit.record(f"cli:{getpass.getuser()}", None, action, target, detail)
     finally:
-        log.close()
+        tenancy.close()
 
 
 def _limits(args: argparse.Namespace) -> RateLimits:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gateway.catalog.schema import CatalogError, load_catalog
 from gateway.cli.settings import Settings
-from gateway.tenancy.keystore import KeyStore
+from gateway.cli.stores import open_admission_for, open_ledger_for, open_tenancy
 
 if TYPE_CHECKING:
     import uvicorn
@@ -53,18 +53,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.api.drain import Drain
-    from gateway.app import build_app, open_admission
-    from gateway.billing.ledger import DURABILITIES, open_ledger
+    from gateway.app import build_app
+    from gateway.billing.ledger import DURABILITIES
     from gateway.catalog.model_prep import PreparationFailed, prepare_model
     from gateway.catalog.routing import ModelRouter
     from gateway.cli.draining_server import DrainingServer
     from gateway.observability.metrics import GatewayMetrics
     from gateway.observability.utilization import UtilizationMeter, deployment_costs
+    from gateway.serving.app_names import check_installation
     from gateway.serving.catalog_control import CatalogController
     from gateway.serving.chip_capacity import InsufficientChips
     from gateway.serving.serve_runtime import DeploymentFailed, RayOptions, ServeRuntime
 
     settings = Settings.from_env()
+    if settings.installation is not None:
+        try:
+            check_installation(settings.installation)
+        except ValueError as exc:
+            print(f"error: MAAS_INSTALLATION: {exc}", file=sys.stderr)
+            return 2
     if settings.ledger_durability not in DURABILITIES:
         print(f"error: MAAS_LEDGER_DURABILITY must be one of {', '.join(DURABILITIES)}", file=sys.stderr)
         return 2
@@ -96,11 +103,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             resources=resources,
             address=args.ray_address,
             channels=settings.replica_channels,
+            installation=settings.installation,
         )
     )
-    keystore = KeyStore(settings.database_path)
-    ledger = open_ledger(settings.database_url, str(settings.database_path), settings.ledger_durability)
-    admission = open_admission(settings.database_url, str(settings.database_path))
+    tenancy = open_tenancy(settings, listen=True)
+    ledger = open_ledger_for(settings)
+    admission = open_admission_for(settings)
     try:
         prepared = []
         for model in catalog.models:
@@ -129,7 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         drain = Drain()
         app = build_app(
             router,
-            keystore,
+            tenancy.keystore,
             ledger,
             metrics,
             admission,
@@ -137,6 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             controller,
             utilization,
             drain=drain,
+            audit=tenancy.audit,
         )
         config = uvicorn.Config(
             app,
@@ -167,7 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         runtime.stop()
         ledger.close()
         admission.store.close()
-        keystore.close()
+        tenancy.close()
         _progress("stopped")
     return 0
 

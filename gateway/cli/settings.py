@@ -19,7 +19,18 @@ class Settings:
     home: Path
     models_dir: Path
     database_url: str | None = None
-    """PostgreSQL URL for the ledger (several gateway replicas); None: SQLite under ``home``."""
+    """PostgreSQL URL for all shared state: tenants, keys, limits, budgets, the audit log, the ledger and
+    (without ``redis_url``) the admission counters, so several gateways share them; None: SQLite under
+    ``home``."""
+    redis_url: str | None = None
+    """Redis URL for the rate-limit and budget counters (a counter write per request, off the database);
+    None: the counters live in the database."""
+    installation: str | None = None
+    """This installation's id (``MAAS_INSTALLATION``): names its Serve applications and Redis keys apart from
+    another installation's on the same Ray cluster or Redis; None: the embedded default's names."""
+    key_cache_seconds: float = 5.0
+    """How long a gateway caches a key's lookup: the most a key revoked or a limit changed through another
+    gateway takes to hold on this one."""
     ledger_durability: str = "power-loss"
     """``power-loss`` (fsync before answering) or ``crash`` (survives a killed gateway); see open_ledger."""
 
@@ -40,6 +51,9 @@ class Settings:
             home=home,
             models_dir=models_dir,
             database_url=env.get("MAAS_DATABASE_URL") or None,
+            redis_url=env.get("MAAS_REDIS_URL") or None,
+            installation=env.get("MAAS_INSTALLATION") or None,
+            key_cache_seconds=float(env.get("MAAS_KEY_CACHE_SECONDS") or 5.0),
             ledger_durability=env.get("MAAS_LEDGER_DURABILITY") or "power-loss",
             replica_channels=(env.get("MAAS_REPLICA_CHANNELS") or "1").strip().lower() not in OFF,
         )

@@ -25,6 +25,7 @@ from backends.chips import ChipKind, ray_actor_resources
 from backends.token_count import load_prompt_counter
 from gateway.catalog.routing import RoutedModel
 from gateway.catalog.schema import Catalog, ModelEntry
+from gateway.serving.app_names import app_prefix
 from gateway.serving.chip_capacity import InsufficientChips, capacity_problems, chip_demands
 from gateway.serving.local_client import LocalModelClient, probe, runs_in_gateway
 from gateway.serving.ray_env import REPLICA_ENV, prepare_ray_environment
@@ -35,7 +36,6 @@ from gateway.serving.serve_status import read_serve_status
 
 logger = logging.getLogger(__name__)
 
-APP_PREFIX = "model-"
 RAY_UNREACHABLE = "RAY_UNREACHABLE"
 STALE_AFTER_S = 10.0
 """A model status not refreshed for this long is not believed: Ray is not answering."""
@@ -58,10 +58,8 @@ class RayOptions:
     """An existing Ray cluster to deploy on (``host:port`` of its GCS) instead of a private local head."""
     channels: bool = True
     """Replicas stream to the gateway over replica channels (``gateway.serving.replica_channels``)."""
-
-
-def app_name(model: ModelEntry) -> str:
-    return APP_PREFIX + model.name
+    installation: str | None = None
+    """This installation's id on a shared cluster: its Serve applications are named apart (``app_names``)."""
 
 
 def model_spec(model: ModelEntry, path: Path | str, chip: ChipKind) -> ModelSpec:
@@ -97,6 +95,11 @@ class ServeRuntime:
         self._local: dict[str, LocalModelClient] = {}
         self._releases: dict[str, str] = {}  # Serve application -> release of its latest deployment
         self.channels: ChannelHub | None = None
+        self._prefix = app_prefix(options.installation)
+
+    def app_name(self, model: ModelEntry) -> str:
+        """The Serve application of ``model`` in this installation."""
+        return self._prefix + model.name
 
     def start(self) -> None:
         address = self.options.address
@@ -178,7 +181,7 @@ class ServeRuntime:
             RoutedModel.from_entry(
                 model,
                 client=clients[model.name],
-                deployment=f"gateway:{model.name}" if model.name in self._local else app_name(model),
+                deployment=f"gateway:{model.name}" if model.name in self._local else self.app_name(model),
                 prompt_counter=load_prompt_counter(path),
             )
             for model, path in models
@@ -204,8 +207,8 @@ class ServeRuntime:
             if previous is not None:
                 previous.close()
             self._local[name] = client
-            if APP_PREFIX + name in self._apps:  # it ran on replicas before this change
-                self._delete_app(APP_PREFIX + name)
+            if self._prefix + name in self._apps:  # it ran on replicas before this change
+                self._delete_app(self._prefix + name)
         return clients
 
     def _deploy_serve(
@@ -232,14 +235,14 @@ class ServeRuntime:
         for model in models:
             self._local.pop(model.name, None)  # if it ran in the gateway before, requests now go to replicas
         return {
-            model.name: RayModelClient(serve.get_app_handle(app_name(model)), self._route(model))
+            model.name: RayModelClient(serve.get_app_handle(self.app_name(model)), self._route(model))
             for model in models
         }
 
     def _route(self, model: ModelEntry) -> ChannelRoute | None:
         if self.channels is None:
             return None
-        deployment, app = model.deployments[0], app_name(model)
+        deployment, app = model.deployments[0], self.app_name(model)
         return self.channels.route(
             app, self._releases[app], deployment.replicas, deployment.max_ongoing_requests
         )
@@ -251,7 +254,7 @@ class ServeRuntime:
             if local is not None:
                 local.close()
                 continue
-            self._delete_app(APP_PREFIX + name)
+            self._delete_app(self._prefix + name)
         self._refresh_statuses()
 
     def _delete_app(self, app: str) -> None:
@@ -284,11 +287,11 @@ class ServeRuntime:
                 health_check_timeout_s=60,
                 graceful_shutdown_timeout_s=30,  # in-flight requests finish on removal or update
             )
-            .bind(spec, deployment.backend, self._ticket(app_name(model)))
+            .bind(spec, deployment.backend, self._ticket(self.app_name(model)))
         )
-        self._apps.add(app_name(model))
-        self._target_replicas[app_name(model)] = deployment.replicas
-        serve.run(app, name=app_name(model), route_prefix=None)
+        self._apps.add(self.app_name(model))
+        self._target_replicas[self.app_name(model)] = deployment.replicas
+        serve.run(app, name=self.app_name(model), route_prefix=None)
 
     def _ticket(self, app: str) -> ChannelTicket | None:
         """A new release of ``app``: the gateway routes over channels only to that release's replicas."""
@@ -300,7 +303,7 @@ class ServeRuntime:
     # -- health --------------------------------------------------------------------------------
 
     def _refresh_statuses(self) -> None:
-        status = read_serve_status(APP_PREFIX, self._target_replicas)
+        status = read_serve_status(self._prefix, self._target_replicas)
         statuses, healthy = status.statuses, status.healthy
         for model in list(self._local):  # served by this process: up while the gateway is
             statuses[model], healthy[model] = "RUNNING", 1
@@ -350,7 +353,7 @@ class ServeRuntime:
     def channel_counts(self) -> dict[str, int]:
         """Open replica channels per model."""
         counts = {} if self.channels is None else self.channels.counts()
-        return {app.removeprefix(APP_PREFIX): n for app, n in counts.items()}
+        return {app.removeprefix(self._prefix): n for app, n in counts.items()}
 
     def stop(self) -> None:
         """Stop this gateway's models; then the Ray processes it started, or leave the joined cluster."""

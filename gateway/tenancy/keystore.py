@@ -1,50 +1,33 @@
-"""Tenants and API keys, stored in SQLite; keys are kept only as hashes.
+"""Tenants and API keys, in SQLite or PostgreSQL (``database``); keys are kept only as hashes.
 
 Keys are 256-bit random secrets, so a SHA-256 digest is a safe verifier and lookups by digest never compare
 secrets byte by byte. The plain key is shown once, at creation, and never stored or logged.
 
 A tenant may carry rate limits (requests and tokens per minute) and a budget (tokens or money per day or
 month); a key may carry its own rate limits, an expiry and a list of models it may call.
+
+Several gateways on one PostgreSQL database: each caches a key's lookup for ``cache_seconds`` (5 s by
+default), so a key revoked or a limit changed through any gateway holds on every other one within that time,
+and at once on the gateway that made the change. A gateway that listens (``key_events``: LISTEN/NOTIFY)
+drops its cache as soon as another announces a change, in about a database round trip.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gateway.tenancy.database import Database, PostgresDatabase, SqliteDatabase
+from gateway.tenancy.key_events import CHANNEL, KeyChangeListener
+from gateway.tenancy.schema import migrate_tenancy
+
 KEY_PREFIX = "sk-maas-"
 
 Period = Literal["day", "month"]
-
-_TABLES = {
-    "tenants": {
-        "name": "TEXT PRIMARY KEY",
-        "created_at": "REAL NOT NULL",
-        "rpm": "INTEGER",
-        "tpm": "INTEGER",
-        "budget_tokens": "INTEGER",
-        "budget_nanos": "INTEGER",
-        "budget_period": "TEXT NOT NULL DEFAULT 'month'",
-    },
-    "api_keys": {
-        "id": "TEXT PRIMARY KEY",
-        "tenant": "TEXT NOT NULL REFERENCES tenants(name)",
-        "key_hash": "TEXT NOT NULL UNIQUE",
-        "role": "TEXT NOT NULL DEFAULT 'tenant'",
-        "created_at": "REAL NOT NULL",
-        "revoked_at": "REAL",
-        "expires_at": "REAL",
-        "models": "TEXT",
-        "rpm": "INTEGER",
-        "tpm": "INTEGER",
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -97,39 +80,49 @@ def _check_name(tenant: str) -> None:
         raise ValueError("tenant name must be 1 to 128 characters")
 
 
-class KeyStore:
-    """Tenants and API keys in the gateway's SQLite database (WAL mode)."""
+DEFAULT_CACHE_SECONDS = 5.0
+"""How long a key's lookup is cached: the most a change made through another gateway takes to hold here."""
 
-    def __init__(self, path: Path, cache_seconds: float = 5.0) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._lock = threading.Lock()
-        self._migrate()
+
+class KeyStore:
+    """Tenants and API keys in the gateway's database: a SQLite file (a path; WAL mode) or a ``Database``
+    (``open_database``: PostgreSQL when ``MAAS_DATABASE_URL`` is set). Its schema is migrated on opening."""
+
+    def __init__(
+        self, database: Path | Database, cache_seconds: float = DEFAULT_CACHE_SECONDS, listen: bool = False
+    ) -> None:
+        """``listen`` (PostgreSQL): drop cached lookups as soon as any gateway changes keys or limits
+        (``key_events``), not only after ``cache_seconds``."""
+        self.database = SqliteDatabase(database) if isinstance(database, Path) else database
+        migrate_tenancy(self.database)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._cache_seconds = cache_seconds
+        self._notify = isinstance(self.database, PostgresDatabase)
+        self._listener = None
+        if listen and isinstance(self.database, PostgresDatabase):
+            self._listener = KeyChangeListener(self.database.url, self._cache.clear)
 
-    def _migrate(self) -> None:
-        """Create the tables, and add columns that older databases lack."""
-        for table, columns in _TABLES.items():
-            body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
-            self._conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
-            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
-            for name, kind in columns.items():
-                if name not in present:
-                    kind = kind.replace(" PRIMARY KEY", "").replace(" UNIQUE", "")
-                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file; None on PostgreSQL."""
+        return self.database.path
 
     def close(self) -> None:
-        self._conn.close()
+        if self._listener is not None:
+            self._listener.close()
+        self.database.close()
+
+    def _changed(self) -> None:
+        """A change to keys or limits applies to this gateway's next request, and to other gateways' as
+        soon as they hear of it (PostgreSQL: a notification, sent after the change committed)."""
+        self._cache.clear()
+        if self._notify:
+            self.database.execute("SELECT pg_notify(?, '')", (CHANNEL,))
 
     def _write(self, sql: str, params: tuple[object, ...]) -> int:
-        with self._lock:
-            cursor = self._conn.execute(sql, params)
-            self._cache.clear()  # a change to keys or limits applies to the next request
-            return cursor.rowcount
+        changed = self.database.rowcount(sql, params)
+        self._changed()
+        return changed
 
     def set_tenant(
         self,
@@ -172,31 +165,25 @@ class KeyStore:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(8)
         now = time.time()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?, ?)", (tenant, now)
-                )
-                self._conn.execute(
-                    "INSERT INTO api_keys(id, tenant, key_hash, role, created_at, expires_at, models,"
-                    " rpm, tpm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        key_id,
-                        tenant,
-                        hash_key(secret),
-                        "admin" if admin else "tenant",
-                        now,
-                        expires_at,
-                        ",".join(models) if models else None,
-                        limits.rpm,
-                        limits.tpm,
-                    ),
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self.database.transaction():
+            self.database.execute(
+                "INSERT INTO tenants(name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (tenant, now)
+            )
+            self.database.execute(
+                "INSERT INTO api_keys(id, tenant, key_hash, role, created_at, expires_at, models,"
+                " rpm, tpm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key_id,
+                    tenant,
+                    hash_key(secret),
+                    "admin" if admin else "tenant",
+                    now,
+                    expires_at,
+                    ",".join(models) if models else None,
+                    limits.rpm,
+                    limits.tpm,
+                ),
+            )
         return CreatedKey(key_id=key_id, tenant=tenant, secret=secret)
 
     def revoke_key(self, key_id: str) -> bool:
@@ -206,6 +193,14 @@ class KeyStore:
         )
         return changed > 0
 
+    def cached(self, secret: str) -> tuple[bool, Principal | None]:
+        """(True, what ``authenticate`` would answer) while that answer is cached, else (False, None):
+        lets a caller on an event loop skip the thread hop that a database lookup needs."""
+        cached = self._cache.get(hash_key(secret))
+        if cached is not None and cached[0] > time.monotonic():
+            return True, cached[1]
+        return False, None
+
     def authenticate(self, secret: str) -> Principal | None:
         """The principal for a valid, unrevoked, unexpired key, else None. Results are cached briefly."""
         digest = hash_key(secret)
@@ -213,14 +208,14 @@ class KeyStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT k.tenant, k.id, k.role, k.expires_at, k.models, k.rpm, k.tpm,"
-                " t.rpm, t.tpm, t.budget_tokens, t.budget_nanos, t.budget_period"
-                " FROM api_keys k JOIN tenants t ON t.name = k.tenant"
-                " WHERE k.key_hash = ? AND k.revoked_at IS NULL",
-                (digest,),
-            ).fetchone()
+        rows = self.database.execute(
+            "SELECT k.tenant, k.id, k.role, k.expires_at, k.models, k.rpm, k.tpm,"
+            " t.rpm, t.tpm, t.budget_tokens, t.budget_nanos, t.budget_period"
+            " FROM api_keys k JOIN tenants t ON t.name = k.tenant"
+            " WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+            (digest,),
+        )
+        row = rows[0] if rows else None
         principal = None
         if row is not None and (row[3] is None or row[3] > time.time()):
             budget = None

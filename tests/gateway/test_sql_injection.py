@@ -1,20 +1,23 @@
 """SQL is built only with parameters: injection strings in every field that reaches SQL, in the ledger (both
-stores), the key store and the admission counters (both stores), are stored and found as plain text, and
-nothing else is touched."""
+stores), the key store and the audit log (both databases) and the admission counters (SQLite, PostgreSQL and
+Redis's scripts), are stored and found as plain text, and nothing else is touched."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from gateway.billing.admission import Admission, CounterStore, Estimate
+from gateway.billing.admission import Admission, Counters, Estimate
 from gateway.billing.ledger import Ledger, UsageQuery
 from gateway.billing.ledger.records import GROUP_COLUMNS
+from gateway.tenancy.audit import AuditLog
+from gateway.tenancy.database import Database
 from gateway.tenancy.keystore import KeyStore, Principal, RateLimits
 from tests.gateway.billing.ledger.test_stores import record
-from tests.gateway.billing.test_admission import store  # noqa: F401 (the fixture, both stores)
+from tests.gateway.billing.test_admission import store  # noqa: F401 (the fixture, every counter store)
+from tests.gateway.tenancy.conftest import connect  # noqa: F401 (the fixture, both databases)
 
 INJECTIONS = [
     "x'; DROP TABLE usage_records; --",
@@ -46,8 +49,10 @@ async def test_injection_strings_in_every_ledger_text_field_are_plain_text(ledge
     assert plain.requests == 1
 
 
-def test_injection_strings_as_tenants_models_and_key_ids_are_plain_text(tmp_path: Path) -> None:
-    keys = KeyStore(tmp_path / "maas.db")
+def test_injection_strings_as_tenants_models_and_key_ids_are_plain_text(
+    connect: Callable[[], Database],  # noqa: F811
+) -> None:
+    keys = KeyStore(connect())
     honest = keys.create_key("honest")
     for attack in INJECTIONS:
         keys.set_tenant(attack, limits=RateLimits(rpm=attack.count("'") + 1), budget=None)
@@ -64,7 +69,19 @@ def test_injection_strings_as_tenants_models_and_key_ids_are_plain_text(tmp_path
     keys.close()
 
 
-async def test_injection_strings_in_admission_scopes_count_only_themselves(store: CounterStore) -> None:  # noqa: F811
+def test_injection_strings_in_every_audit_field_are_plain_text(connect: Callable[[], Database]) -> None:  # noqa: F811
+    log = AuditLog(connect())
+    log.record("honest", None, "key.created", "honest", {})
+    for attack in INJECTIONS:
+        log.record(attack, attack, attack, attack, {attack: attack})
+    entries = log.entries(limit=100)
+    assert len(entries) == 1 + len(INJECTIONS) and entries[-1].actor == "honest"
+    for entry, attack in zip(entries, reversed(INJECTIONS), strict=False):
+        assert (entry.actor, entry.actor_key_id, entry.action, entry.target) == (attack,) * 4
+        assert entry.detail == {attack: attack}
+
+
+async def test_injection_strings_in_admission_scopes_count_only_themselves(store: Counters) -> None:  # noqa: F811
     gate = Admission(store, clock=lambda: 1_800_000_000.0)
     honest = Principal(tenant="honest", key_id="k", key_limits=RateLimits(rpm=1))
     await gate.admit(honest, Estimate(1, 0))

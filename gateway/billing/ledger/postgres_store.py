@@ -7,15 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
+from gateway.billing.ledger.schema import migrate_ledger
 from gateway.billing.ledger.sql import (
-    ADDED_COLUMNS,
-    add_column_sql,
-    create_table,
     insert_sql,
     row_values,
     to_usage_row,
     usage_query_sql,
 )
+from gateway.tenancy.database import PostgresDatabase
 
 _UTC = "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', '{}')"
 TIME_BUCKETS = {
@@ -32,14 +31,10 @@ class PostgresStore:
     def __init__(self, url: str, synchronous: bool = True) -> None:
         self._url = url
         self._synchronous = synchronous
+        migrate_ledger(PostgresDatabase(url))  # safe from several gateways starting at once
         self._write = self._connect()
         self._read = self._connect()
         self._read_lock = threading.Lock()
-        with self._write.transaction():
-            for statement in create_table("DOUBLE PRECISION", "BIGINT"):
-                self._write.execute(statement)  # type: ignore[arg-type]
-            for column in ADDED_COLUMNS:  # a ledger from an older release gets the new columns
-                self._write.execute(add_column_sql(column, if_not_exists=True))  # type: ignore[arg-type]
 
     def _connect(self) -> Any:
         import psycopg

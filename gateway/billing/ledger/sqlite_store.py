@@ -8,17 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
+from gateway.billing.ledger.schema import migrate_ledger
 from gateway.billing.ledger.sql import (
-    ADDED_COLUMNS,
     COLUMNS,
-    add_column_sql,
-    create_table,
     insert_sql,
     record_from_row,
     row_values,
     to_usage_row,
     usage_query_sql,
 )
+from gateway.tenancy.database import SqliteDatabase
 
 TIME_BUCKETS = {
     "day": "strftime('%Y-%m-%d', created_at, 'unixepoch')",
@@ -33,10 +32,8 @@ class SqliteStore:
         self._path = str(path)
         # FULL: a committed bill survives power loss; NORMAL (WAL): it survives a killed gateway only.
         self._synchronous = "FULL" if synchronous else "NORMAL"
+        migrate_ledger(SqliteDatabase(Path(path)))
         self._write = self._connect()
-        for statement in create_table("REAL", "INTEGER"):
-            self._write.execute(statement)
-        self._add_missing_columns()
         self._read_lock = threading.Lock()
         self._read = self._connect()
 
@@ -45,19 +42,6 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         return conn
-
-    def _add_missing_columns(self) -> None:
-        """A ledger from an older release gets the columns added since (SQLite has no ADD COLUMN IF NOT
-        EXISTS; another process opening the same file at once may win the race, which is fine)."""
-        present = {row[1] for row in self._write.execute("PRAGMA table_info(usage_records)")}
-        for column in ADDED_COLUMNS:
-            if column in present:
-                continue
-            try:
-                self._write.execute(add_column_sql(column))
-            except sqlite3.OperationalError as exc:
-                if "duplicate column" not in str(exc):
-                    raise
 
     def write_batch(self, records: Sequence[UsageRecord]) -> None:
         conn = self._write

@@ -1,4 +1,5 @@
-"""Admission on SQLite and PostgreSQL counters: limits hold under concurrency, budgets settle exactly."""
+"""Admission on SQLite, PostgreSQL and Redis counters: limits hold under concurrency, budgets settle
+exactly."""
 
 from __future__ import annotations
 
@@ -8,17 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from gateway.billing.admission import Admission, CounterStore, Estimate, period_bounds
+from gateway.billing.admission import Admission, Counters, CounterStore, Estimate, period_bounds
+from gateway.billing.redis_counters import RedisCounterStore
 from gateway.errors import QuotaExceeded, RateLimited, openai_error
 from gateway.tenancy.keystore import Budget, Principal, RateLimits
+from tests.gateway.billing.conftest import REDIS, drop_redis_prefix, redis_prefix_for_new_test
 from tests.gateway.billing.ledger.conftest import drop_schema, postgres_url_for_new_schema
 from tests.gateway.conftest import routed_model
 
 NOW = 1_800_000_000.0  # a fixed clock, in the middle of a minute window
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CounterStore]:
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Counters]:
+    if request.param == "redis":
+        prefix = redis_prefix_for_new_test()
+        redis_store = RedisCounterStore(REDIS, prefix=prefix)
+        yield redis_store
+        redis_store.close()
+        drop_redis_prefix(prefix)
+        return
     if request.param == "sqlite":
         store = CounterStore.sqlite(str(tmp_path / "counters.db"))
         yield store
@@ -31,11 +41,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CounterSto
     drop_schema(schema)
 
 
-def admission(store: CounterStore, clock: list[float]) -> Admission:
+def admission(store: Counters, clock: list[float]) -> Admission:
     return Admission(store, clock=lambda: clock[0])
 
 
-async def test_requests_per_minute_hold_exactly_under_50_concurrent_requests(store: CounterStore) -> None:
+async def test_requests_per_minute_hold_exactly_under_50_concurrent_requests(store: Counters) -> None:
     gate = admission(store, [NOW])
     caller = Principal(tenant="acme", key_id="k1", key_limits=RateLimits(rpm=10))
     results = await asyncio.gather(
@@ -51,7 +61,7 @@ async def test_requests_per_minute_hold_exactly_under_50_concurrent_requests(sto
     assert 1 <= int(error.headers["retry-after"]) <= 60
 
 
-async def test_a_new_minute_opens_a_new_window(store: CounterStore) -> None:
+async def test_a_new_minute_opens_a_new_window(store: Counters) -> None:
     clock = [NOW]
     gate = admission(store, clock)
     caller = Principal(tenant="acme", key_id="k1", key_limits=RateLimits(rpm=1))
@@ -62,7 +72,7 @@ async def test_a_new_minute_opens_a_new_window(store: CounterStore) -> None:
     assert await gate.admit(caller, Estimate(1, 0)) is not None
 
 
-async def test_tokens_per_minute_reserve_then_settle_to_actual(store: CounterStore) -> None:
+async def test_tokens_per_minute_reserve_then_settle_to_actual(store: Counters) -> None:
     gate = admission(store, [NOW])
     caller = Principal(tenant="acme", key_id="k1", tenant_limits=RateLimits(tpm=100))
     first = await gate.admit(caller, Estimate(60, 0))
@@ -75,7 +85,7 @@ async def test_tokens_per_minute_reserve_then_settle_to_actual(store: CounterSto
     assert await gate.admit(caller, Estimate(60, 0)) is not None
 
 
-async def test_token_budget_overshoots_by_at_most_one_request(store: CounterStore) -> None:
+async def test_token_budget_overshoots_by_at_most_one_request(store: Counters) -> None:
     gate = admission(store, [NOW])
     caller = Principal(tenant="acme", key_id="k1", budget=Budget(period="month", tokens=1000))
 
@@ -96,7 +106,7 @@ async def test_token_budget_overshoots_by_at_most_one_request(store: CounterStor
     assert (openai_error(info.value).code, openai_error(info.value).status) == ("insufficient_quota", 429)
 
 
-async def test_money_budget_is_checked_in_nano_units(store: CounterStore) -> None:
+async def test_money_budget_is_checked_in_nano_units(store: Counters) -> None:
     gate = admission(store, [NOW])
     caller = Principal(tenant="acme", key_id="k1", budget=Budget(period="day", nanos=1_000))
     reservation = await gate.admit(caller, Estimate(1, 900))
@@ -106,7 +116,7 @@ async def test_money_budget_is_checked_in_nano_units(store: CounterStore) -> Non
     assert await gate.admit(caller, Estimate(1, 200)) is not None
 
 
-async def test_unlimited_callers_skip_the_database(store: CounterStore) -> None:
+async def test_unlimited_callers_skip_the_database(store: Counters) -> None:
     gate = admission(store, [NOW])
     assert not gate.needed(Principal(tenant="acme", key_id="k1"))
     assert await gate.admit(Principal(tenant="acme", key_id="k1"), Estimate(10**9, 10**9)) is None
@@ -128,13 +138,17 @@ def test_budget_periods_are_calendar_days_and_months_in_utc() -> None:
     assert end - start == 86_400 and start <= 1_800_000_000 < end
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+@pytest.mark.parametrize("database", ["sqlite", "postgres", "redis"])
 async def test_two_gateway_replicas_sharing_the_database_share_the_limit(
     database: str, tmp_path: Path
 ) -> None:
     """Each replica has its own connection; the limit holds across both."""
-    schema = None
-    if database == "postgres":
+    schema = prefix = None
+    stores: list[Counters]
+    if database == "redis":
+        prefix = redis_prefix_for_new_test()
+        stores = [RedisCounterStore(REDIS, prefix=prefix), RedisCounterStore(REDIS, prefix=prefix)]
+    elif database == "postgres":
         url, schema = postgres_url_for_new_schema()
         stores = [CounterStore.postgres(url), CounterStore.postgres(url)]
     else:
@@ -151,3 +165,5 @@ async def test_two_gateway_replicas_sharing_the_database_share_the_limit(
             s.close()
         if schema:
             drop_schema(schema)
+        if prefix:
+            drop_redis_prefix(prefix)
