@@ -1,10 +1,16 @@
 """When to rent chip-hour nodes for a spill and when to give them back: a pure planner, the clock passed in.
 
-Demand is the **overflow**: requests in flight or waiting, all deployments together, beyond what the
-owned deployments take at once. Rent when the overflow has needed more rented replicas than are held for
-``up_delay_s`` (sized to the overflow, with ``headroom``, in one action); release only when the largest
-overflow of the last ``down_delay_s`` fits in fewer replicas, and only at a billing boundary (the end of
-the minimum rental or of the current period), so a node is never given back while time on it is paid.
+Demand is the **overflow**: the concurrency the model's demand needs (its arrival rate times the time a
+request holds a slot) beyond what the owned deployments take at once. A queue is not demand: it grows
+while rented replicas start, and sizing to it would rent twice.
+
+- Rent when the overflow has needed more rented replicas than are held for all of ``up_delay_s``, sized
+  to the overflow then (with ``headroom``) in one action; more only once those are serving and the
+  shortfall has lasted ``settle_s / 2`` (a pulse's noise must not take a second action).
+- Release all once the overflow has been gone for ``down_delay_s``; some, once the largest overflow of
+  the last ``settle_s`` fits in fewer. Only at a billing boundary (the end of the minimum rental or of
+  the current period); replicas released together go in one action at the first of their boundaries, so
+  each gives up at most one billing period.
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ class RentalPlanner:
         *,
         up_delay_s: float = 10.0,
         down_delay_s: float = 45.0,
-        headroom: float = 1.15,
+        settle_s: float = 300.0,
+        headroom: float = 1.3,
         tick_s: float = 1.0,
+        rent_above: float = 0.5,
     ) -> None:
         if pool.kind != "managed" or pool.per_token is not None:
             raise ValueError(f"pool {pool.name!r} is not rented by the chip-hour")
@@ -54,37 +62,56 @@ class RentalPlanner:
         self.max_replicas = max_replicas
         self.up_delay_s = up_delay_s
         self.down_delay_s = down_delay_s
+        self.settle_s = settle_s
         self.headroom = headroom
         self.tick_s = tick_s
-        self._short_since: float | None = None
-        self._recent: deque[tuple[float, float]] = deque()  # (time, overflow), overflow falling
+        self.rent_above = rent_above
+        self._short_since: float | None = None  # since when the overflow needs more than is held
+        self._recent: deque[tuple[float, float]] = deque()  # (time, overflow), overflow falling: the peak
+        self._settled: deque[tuple[float, float]] = deque()  # the same over settle_s
 
     def wanted(self, overflow: float) -> int:
-        return min(self.max_replicas, math.ceil(max(overflow, 0.0) * self.headroom / self.slots_per_replica))
+        """Replicas for ``overflow``: none below ``rent_above`` of a replica's slots (a spill that small
+        goes to a per-token API), else enough with ``headroom``."""
+        if overflow < self.rent_above * self.slots_per_replica:
+            return 0
+        return min(self.max_replicas, math.ceil(overflow * self.headroom / self.slots_per_replica))
 
     def plan(self, now: float, overflow: float, rentals: list[Rental]) -> RentalPlan:
-        recent = self._recent
-        while recent and recent[-1][1] <= overflow:
-            recent.pop()
-        recent.append((now, overflow))
-        while recent[0][0] < now - self.down_delay_s:
-            recent.popleft()
+        """Replicas to rent and to release now, given the overflow now and the replicas held (rented,
+        ready or still starting)."""
+        peak = _window(self._recent, now, overflow, self.down_delay_s)
+        settled_peak = _window(self._settled, now, overflow, self.settle_s)
         held = len(rentals)
         wanted = self.wanted(overflow)
-        if wanted > held:
+        starting = any(r.ready_at > now for r in rentals)
+        if wanted > held and not starting:  # what is starting is not seen serving yet: wait for it
             if self._short_since is None:
                 self._short_since = now
-            if now - self._short_since >= self.up_delay_s:
+            delay = self.up_delay_s if not held else self.settle_s / 2
+            if now - self._short_since >= delay:  # short for all of that time
                 self._short_since = None
                 return RentalPlan(wanted - held, ())
             return RentalPlan(0, ())
         self._short_since = None
-        peak = recent[0][1]  # the largest overflow of the last down_delay_s
-        keep = min(self.max_replicas, math.ceil(peak / self.slots_per_replica))
-        if keep >= held or rentals and now - min(r.rented_at for r in rentals) < self.down_delay_s:
+        # all go once the overflow is gone for down_delay_s; some, once it was lower for settle_s
+        keep = 0 if self.wanted(peak) == 0 else self.wanted(settled_peak)
+        if keep >= held or rentals and now - max(r.rented_at for r in rentals) < self.down_delay_s:
             return RentalPlan(0, ())
-        due = sorted(
-            (i for i, r in enumerate(rentals) if self.pool.release_at(r.rented_at, now) - now < self.tick_s),
-            key=lambda i: rentals[i].rented_at,
-        )
-        return RentalPlan(0, tuple(due[: held - keep]))
+        boundaries = sorted((self.pool.release_at(r.rented_at, now), i) for i, r in enumerate(rentals))
+        if boundaries[0][0] - now >= self.tick_s:
+            return RentalPlan(0, ())  # the first boundary is not here yet
+        # those whose period ends next go together, in one action (each gives up less than one period)
+        period = self.pool.granularity_minutes * 60
+        due = [i for boundary, i in boundaries if boundary - now < period]
+        return RentalPlan(0, tuple(sorted(due[: held - keep])))
+
+
+def _window(samples: deque[tuple[float, float]], now: float, value: float, span_s: float) -> float:
+    """Add ``value`` at ``now`` and return the largest value of the last ``span_s``."""
+    while samples and samples[-1][1] <= value:
+        samples.pop()
+    samples.append((now, value))
+    while samples[0][0] < now - span_s:
+        samples.popleft()
+    return samples[0][1]
