@@ -160,14 +160,14 @@ def _drain_back(rented_times: list[float], end: float) -> float:
 
 
 def _actions_for(actions: list[tuple[float, str, int]], trace: Trace, k: int) -> int:
-    """Rent/release actions a pulse caused: from a minute before it starts until 15 minutes after it ends
+    """Rent/release actions a pulse caused: from 3 minutes before it starts until 15 minutes after it ends
     (its rentals' minimum and the release), short of the next pulse. Rentals for the base load's own peaks
     elsewhere are counted in the day's total only."""
     pulse = trace.pulses[k]
     stop = pulse.end + 900
     if k + 1 < len(trace.pulses):
         stop = min(stop, trace.pulses[k + 1].start - 60)
-    return sum(1 for t, _, _ in actions if pulse.start - 60 <= t < stop)
+    return sum(1 for t, _, _ in actions if pulse.start - 180 <= t < stop)  # the oracle rents ahead
 
 
 def placement_benchmark(world: World, calls: int = 200_000) -> dict[str, float]:
