@@ -191,3 +191,13 @@ def test_weighted_routing_takes_weights_and_ordered_needs_no_costs(
     for deployment in data["models"][0]["deployments"]:
         deployment.pop("tokens_per_second", None)
     assert load_catalog(write_catalog(data)).models[0].routing.policy == "ordered"
+
+
+def test_the_readme_pools_example_validates(repo_root: Path, write_catalog: Callable[[object], Path]) -> None:
+    import yaml
+
+    readme = (repo_root / "README.md").read_text()
+    start = readme.index("```yaml\npools:") + len("```yaml\n")
+    pools = yaml.safe_load(readme[start : readme.index("```", start)])["pools"]
+    catalog = load_catalog(write_catalog({**copy.deepcopy(THREE_POOLS), "pools": pools}))
+    assert [p.name for p in catalog.pools] == ["own", "rented", "api"]
