@@ -15,6 +15,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from benchmarks.pools_trace import TIERS_S, Shape, Trace, base_fraction
@@ -25,7 +26,7 @@ from gateway.placement.rental import Rental, RentalPlanner
 from gateway.placement.state import DeploymentLoad, PlacementRequest, deployment_infos
 
 OWN, RENTED, API = 0, 1, 2
-_FINISH, _READY, _TICK = 0, 1, 2
+_FINISH, _READY, _TICK, _ORACLE_RELEASE = 0, 1, 2, 3
 RATE_WINDOW_S = 10.0  # arrivals counted over this window give the demand the rental planner sizes to
 
 
@@ -261,7 +262,7 @@ class Simulation:
             self._drain_queue(RENTED, now)
         elif kind == _TICK and not self.oracle:
             self._plan(now)
-        elif kind == _TICK + 1:  # the oracle's release
+        elif kind == _ORACLE_RELEASE:  # a: when its replicas were rented, b: how many
             self._release([r for r in range(len(self.rentals)) if self.rentals[r].rented_at == a][:b], now)
 
     def _drain_queue(self, d: int, now: float) -> None:
@@ -318,8 +319,12 @@ class Simulation:
             length = pulse.end - pulse.start
             fee = float(self.rented_pool.chip_hour_cost("nvidia")) / 3600
             rent_cost = replicas * fee * self.rented_pool.billed_seconds(length + world.cold_start_s)
-            shape = world.shape
-            api_cost = overflow_rps * length * (shape.input_mean * 0.42 + shape.output_mean * 1.7) / 1e6
+            api = self.catalog.pool("api")
+            assert api is not None and api.per_token is not None
+            per_request = api.per_token.input_per_million * Decimal(world.shape.input_mean) + (
+                api.per_token.output_per_million * Decimal(world.shape.output_mean)
+            )
+            api_cost = overflow_rps * length * float(per_request) / 1e6
             if rent_cost > api_cost and overflow_rps < world.api_rpm / 60:
                 continue
             at = float(int(pulse.start - world.cold_start_s))
@@ -327,4 +332,4 @@ class Simulation:
                 self.rentals.append(Rental(at, at + world.cold_start_s))
                 self.events.append((at + world.cold_start_s, _READY, 0, 0))
             self.run.actions.append((at, "rent", replicas))
-            self.events.append((pulse.end + 30, _TICK + 1, int(at), replicas))
+            self.events.append((pulse.end + 30, _ORACLE_RELEASE, int(at), replicas))
