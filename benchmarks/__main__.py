@@ -1,5 +1,5 @@
-"""``python -m benchmarks overhead|e2e|overload [--quick]``, ``soak --minutes N``, ``profile``, or
-``table FILE`` (Markdown)."""
+"""``python -m benchmarks overhead|e2e|overload [--quick]``, ``soak --minutes N``, ``profile``,
+``pools [--hours H]`` (the placement simulator), or ``table FILE`` (Markdown)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     soak.add_argument("--minutes", type=float, default=10)
     soak.add_argument("--results-dir", type=Path, default=RESULTS)
+    pools = sub.add_parser(
+        "pools", help="a seeded bursty day through the gateway's placement code: own, rented, API pools"
+    )
+    pools.add_argument("--hours", type=float, default=24, help="length of the replayed day")
+    pools.add_argument("--policies", default=None, help="comma-separated subset (default: all)")
+    pools.add_argument("--results-dir", type=Path, default=RESULTS)
     table = sub.add_parser("table", help="print a result JSON as Markdown tables")
     table.add_argument("file", type=Path)
     args = parser.parse_args(argv)
@@ -62,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import profile
 
         print(json.dumps(profile.run(args.results_dir, command, args.path), indent=2))
+        return 0
+    if args.command == "pools":
+        from benchmarks import pools as pools_run
+
+        names = args.policies.split(",") if args.policies else None
+        result = pools_run.run(args.hours, args.results_dir, command, names)
+        print(pools_run.markdown(result))
+        print(json.dumps(result["verdict"], indent=2))
         return 0
     if args.command == "soak":
         from benchmarks import soak as soak_run

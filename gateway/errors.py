@@ -35,6 +35,7 @@ __all__ = [
     "OpenAIError",
     "Overloaded",
     "PermissionDenied",
+    "PoolNotAllowed",
     "QuotaExceeded",
     "RateLimited",
     "RequestTooLarge",
@@ -59,6 +60,17 @@ class AuthenticationFailed(ServiceError):
 
 class PermissionDenied(ServiceError):
     """A known key asking for what it may not use (a model outside its list, an admin route)."""
+
+
+class PoolNotAllowed(PermissionDenied):
+    """The caller may be served only from pools in which the model has no deployment."""
+
+    @classmethod
+    def for_model(cls, model: str, allowed: frozenset[str], pools: list[str]) -> PoolNotAllowed:
+        return cls(
+            f"The model `{model}` runs in pools {', '.join(sorted(set(pools)))}; your organization may be "
+            f"served only from {', '.join(sorted(allowed)) or 'no pool'}."
+        )
 
 
 class NotFound(ServiceError):
@@ -186,6 +198,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     ContextLengthExceeded: (400, _INVALID, "context_length_exceeded"),
     AuthenticationFailed: (401, _INVALID, "invalid_api_key"),
     PermissionDenied: (403, "permission_error", None),
+    PoolNotAllowed: (403, "permission_error", "pool_not_allowed"),
     NotFound: (404, _INVALID, "not_found"),
     ModelNotFound: (404, _INVALID, "model_not_found"),
     InsufficientCapacity: (409, _INVALID, "insufficient_chips"),

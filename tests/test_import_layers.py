@@ -35,6 +35,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "gateway.api": {
         "gateway.streaming",
         "gateway.serving",
+        "gateway.placement",
         "gateway.observability",
         "gateway.billing",
         "gateway.tenancy",
@@ -44,7 +45,8 @@ MAY_IMPORT: dict[str, set[str]] = {
         "backends",
     },
     "gateway.streaming": {"gateway.billing", "gateway.errors", "backends"},
-    "gateway.serving": {"gateway.catalog", "gateway.errors", "backends"},
+    "gateway.serving": {"gateway.placement", "gateway.catalog", "gateway.errors", "backends"},
+    "gateway.placement": {"gateway.catalog", "gateway.errors", "backends"},
     "gateway.observability": {"gateway.billing", "gateway.catalog", "backends"},
     "gateway.billing": {"gateway.tenancy", "gateway.catalog", "gateway.errors", "backends"},
     "gateway.tenancy": {"gateway.errors"},

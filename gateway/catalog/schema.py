@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from backends.chat_templates import TEMPLATES
 from backends.chips import BUILTIN_CHIPS, ChipKind, chip_table
 from backends.registry import BackendNotFound, validate_engine_options
-from gateway.catalog.pools import Pool
+from gateway.catalog.policy import Routing
+from gateway.catalog.pools import Pool, TokenCost
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 
@@ -128,6 +129,19 @@ class Deployment(_Strict):
         le=3600,
         description="A request whose replica sends nothing for this long (a hung replica) ends with 504.",
     )
+    tokens_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        description="Output tokens per second one replica serves at full load: turns its pool's chip-hour "
+        "cost into a cost per token. Needed where placement compares costs (routing cheapest, or own_first "
+        "among rented deployments) in a catalog that declares pools.",
+    )
+    weight: float | None = Field(
+        default=None,
+        gt=0,
+        description="routing weighted: this deployment's share of requests, relative to the others' "
+        "(default 1).",
+    )
 
     @property
     def capacity(self) -> int:
@@ -216,7 +230,12 @@ class ModelEntry(_Strict):
         default=None, description="Return <think>…</think> output as reasoning_content (DeepSeek-R1 style)."
     )
     deployments: list[Deployment] = Field(
-        min_length=1, description="Where the model runs; the first is used until pools route."
+        min_length=1,
+        description="Where the model runs (the runtime serves the first; placement among all is in "
+        "gateway/placement).",
+    )
+    routing: Routing = Field(
+        default_factory=Routing, description="How requests are placed among the deployments."
     )
 
     @model_validator(mode="after")
@@ -226,6 +245,8 @@ class ModelEntry(_Strict):
             raise ValueError(f"chat_template {self.chat_template!r} is not shipped; known: {known}")
         if isinstance(self.weights, TinyRandomWeights) and self.chat_template is None:
             raise ValueError("tiny_random weights need the model's chat_template (the family template)")
+        if self.routing.policy != "weighted" and any(d.weight is not None for d in self.deployments):
+            raise ValueError(f"deployment weights apply to routing weighted, not {self.routing.policy}")
         return self
 
 
@@ -283,6 +304,32 @@ class Catalog(_Strict):
 
     def pool(self, name: str) -> Pool | None:
         return next((p for p in self.pools if p.name == name), None)
+
+    @model_validator(mode="after")
+    def _costs_known_where_placement_compares_them(self) -> Catalog:
+        if not self.pools:
+            return self  # costs are not tracked: placement goes by load and order alone
+        for model in self.models:
+            if len(model.deployments) < 2 or model.routing.policy not in ("cheapest", "own_first"):
+                continue
+            for j, deployment in enumerate(model.deployments):
+                pool = self.pool(deployment.pool)
+                compared = model.routing.policy == "cheapest" or (pool is not None and pool.kind != "owned")
+                if compared and self.token_cost(deployment, marginal=True) is None:
+                    raise ValueError(
+                        f"model {model.name!r}: deployments[{j}] in pool {deployment.pool!r} needs "
+                        f"tokens_per_second (routing {model.routing.policy} compares its cost per token)"
+                    )
+        return self
+
+    def token_cost(self, deployment: Deployment, *, marginal: bool) -> TokenCost | None:
+        """A deployment's cost per 1M tokens, marginal (placement) or amortised (books); None: unknown."""
+        pool = self.pool(deployment.pool)
+        if pool is None:
+            return None
+        return pool.token_cost(
+            deployment.chip, deployment.chips_per_replica, deployment.tokens_per_second, marginal=marginal
+        )
 
     @model_validator(mode="after")
     def _names_unique(self) -> Catalog:
