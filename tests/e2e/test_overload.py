@@ -73,7 +73,8 @@ async def keep_flooding(
 ) -> list[tuple[int, float, httpx.Headers, dict[str, object]]]:
     """``workers`` clients that each send again as soon as they have an answer, until ``until`` is set:
     the model's queue stays full however fast the engine answers or the requests arrive."""
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    # A fresh connection per request: a kept-alive one can be closed by the server just as it is reused.
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=0)
     results: list[tuple[int, float, httpx.Headers, dict[str, object]]] = []
     async with httpx.AsyncClient(base_url=gateway.base_url, limits=limits, timeout=120) as client:
 
