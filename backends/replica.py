@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from backends.base import Backend, GenerationChunk, GenerationRequest, ModelSpec, merge_chunks
+from backends.base import Backend, EngineRequest, GenerationChunk, ModelSpec, engine_request, merge_chunks
 from backends.channel_wire import ChannelTicket
 from backends.placement import Placement, place_replica
 from backends.registry import load_backend_class
@@ -103,14 +103,14 @@ class ModelReplica:
             time.monotonic() - started,
         )
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         """Stream chunks for ``request``; for a ``whole`` request send one merged chunk at the end."""
-        async for chunk in timed(self._backend.generate(request), request.whole):
+        async for chunk in timed(engine_request(self._backend, request), request.whole):
             yield chunk
 
-    def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    def _stream(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         # The channel batches every ready chunk per frame itself: no coalescing task per request.
-        return timed(self._backend.generate(request), request.whole, merge_piled_up=False)
+        return timed(engine_request(self._backend, request), request.whole, merge_piled_up=False)
 
     async def check_health(self) -> None:
         await self._backend.check_health()
