@@ -203,6 +203,9 @@ def test_embedding_models_have_no_output_price(write_catalog: Callable[[object],
 
 
 def test_a_backend_without_pooling_cannot_serve_embed_models(write_catalog: Callable[[object], Path]) -> None:
-    data = with_model(task="rerank", deployments=[{"backend": "transformers"}])
-    with pytest.raises(CatalogError, match="backend 'transformers' does not serve rerank models"):
-        load_catalog(write_catalog(data))
+    upstream = {"backend": "openai_upstream", "engine": {"base_url": "http://127.0.0.1:9/v1", "model": "x"}}
+    with pytest.raises(CatalogError, match="backend 'openai_upstream' does not serve rerank models"):
+        load_catalog(write_catalog(with_model(task="rerank", deployments=[upstream])))
+    for backend in ("vllm", "transformers"):
+        data = with_model(task="embed", deployments=[{"backend": backend}])
+        assert load_catalog(write_catalog(data)).models[0].task == "embed"
