@@ -234,7 +234,7 @@ class VLLMBackend:
             raise InvalidRequest(f"The model `{self.spec.name}` is a {self.spec.task} model.", param="model")
         if isinstance(request, EmbeddingRequest):
             return await embed(engine, renderer, request, self.max_model_len)
-        return await rerank(engine, self._tokenizer, request, self.max_model_len)
+        return await rerank(engine, renderer, request, self.max_model_len)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         self._running()

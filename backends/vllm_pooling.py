@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from backends.base import EmbeddingRequest, GenerationChunk, RerankRequest, TokenPrompt, Usage
+from backends.base import EmbeddingRequest, GenerationChunk, RerankRequest, TextPrompt, Usage
 from backends.errors import ContextLengthExceeded, InvalidRequest
 from backends.prompting import PromptRenderer
 
@@ -60,14 +60,10 @@ async def embed(
 
     config = engine.model_config
     dimensions = check_dimensions(request.dimensions, int(config.get_hidden_size()), config.is_matryoshka)
-    prompts: list[list[int]] = []
-    for index, item in enumerate(request.inputs):
-        if isinstance(item, TokenPrompt):
-            ids = await renderer.render(item)
-        else:
-            ids = await renderer.render(item) if item.text else []
-        check_length(index, len(ids), limit, "input")
-        prompts.append(ids)
+    prompts = await renderer.render_many(list(request.inputs))  # one hop to the tokenizer's thread
+    for index, (item, ids) in enumerate(zip(request.inputs, prompts, strict=True)):
+        empty = isinstance(item, TextPrompt) and not item.text  # a tokenizer still adds [CLS] [SEP]
+        check_length(index, 0 if empty else len(ids), limit, "input")
     params = PoolingParams(task="embed", dimensions=dimensions)
     outputs = await asyncio.gather(
         *(
@@ -89,12 +85,16 @@ def _pair(tokenizer: Any, query: str, document: str) -> tuple[list[int], int]:
     return ids, start
 
 
-async def rerank(engine: Any, tokenizer: Any, request: RerankRequest, limit: int) -> GenerationChunk:
+async def rerank(
+    engine: Any, renderer: PromptRenderer, request: RerankRequest, limit: int
+) -> GenerationChunk:
     from vllm import PoolingParams
 
     if not request.query:
         raise InvalidRequest("query is empty.", param="query")
-    pairs = [await asyncio.to_thread(_pair, tokenizer, request.query, doc) for doc in request.documents]
+    pairs = await renderer.run(
+        lambda tokenizer: [_pair(tokenizer, request.query, d) for d in request.documents]
+    )
     for index, (ids, _) in enumerate(pairs):
         check_length(index, len(ids), limit, "documents")
     outputs = await asyncio.gather(

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="measure the systems this many times over, interleaved; cells report the median",
     )
+    sub.choices["embeddings"].add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds of both systems; cells report the median"
+    )
     profiling = sub.add_parser("profile", help="yappi profile of the gateway front under overhead load")
     profiling.add_argument("--results-dir", type=Path, default=RESULTS)
     profiling.add_argument(
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     table = sub.add_parser("table", help="print a result JSON as Markdown tables")
     table.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "e2e" and args.rounds < 1:
+    if args.command in ("e2e", "embeddings") and args.rounds < 1:
         parser.error("--rounds must be at least 1")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "embeddings":
         from benchmarks import embeddings
 
-        print(json.dumps(embeddings.run(args.quick, args.results_dir, command), indent=2))
+        print(json.dumps(embeddings.run(args.quick, args.results_dir, command, args.rounds), indent=2))
         return 0
     if args.command == "overload":
         from benchmarks import overload

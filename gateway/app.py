@@ -37,7 +37,7 @@ from gateway.catalog.routing import ModelRouter
 from gateway.errors import InvalidRequest, OpenAIError, ServiceError, internal_error, openai_error
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
-from gateway.protocol.pooling import EmbeddingBody, RerankBody
+from gateway.protocol.pooling import EmbeddingBody, RerankBody, ScoreBody
 from gateway.protocol.requests import ChatCompletionRequest, CompletionRequest
 from gateway.serving.catalog_control import CatalogController
 from gateway.tenancy.audit import AuditLog
@@ -143,6 +143,7 @@ def build_app(
             CompletionRequest,
             EmbeddingBody,
             RerankBody,
+            ScoreBody,
             admin_keys.TenantBody,
             admin_keys.KeyBody,
         ],

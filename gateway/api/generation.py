@@ -41,7 +41,7 @@ MAX_IDEMPOTENCY_KEY = 255
 ENDPOINTS: dict[Task, str] = {
     "chat": "/v1/chat/completions and /v1/completions",
     "embed": "/v1/embeddings",
-    "rerank": "/v1/rerank",
+    "rerank": "/v1/rerank and /v1/score",
 }
 TASK_NAMES: dict[Task, str] = {"chat": "chat", "embed": "embedding", "rerank": "rerank"}
 

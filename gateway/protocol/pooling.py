@@ -84,6 +84,33 @@ class RerankBody(_Request):
         return RerankRequest(request_id, self.query, self.texts())
 
 
+class ScoreBody(_Request):
+    """vLLM's /v1/score shape, for one query: ``text_1`` against each ``text_2``."""
+
+    model: str = Field(min_length=1)
+    text_1: str | list[str]
+    text_2: str | list[str]
+
+    @field_validator("text_1")
+    @classmethod
+    def _one_query(cls, value: str | list[str]) -> str | list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if len(texts) != 1 or not texts[0]:
+            raise ValueError("send one non-empty text_1 per request (scored against every text_2)")
+        return value
+
+    @field_validator("text_2")
+    @classmethod
+    def _documents(cls, value: str | list[str]) -> str | list[str]:
+        _check_count(1 if isinstance(value, str) else len(value), "text_2 items")
+        return value
+
+    def to_backend(self, request_id: str) -> RerankRequest:
+        query = self.text_1 if isinstance(self.text_1, str) else self.text_1[0]
+        documents = (self.text_2,) if isinstance(self.text_2, str) else tuple(self.text_2)
+        return RerankRequest(request_id, query, documents)
+
+
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "float":
         return vector
@@ -115,3 +142,15 @@ def rerank_body(chunk: GenerationChunk, request_id: str, model: str, body: Reran
             result["document"] = {"text": texts[i]}
         results.append(result)
     return {"id": request_id, "model": model, "results": results, "usage": _usage(chunk)}
+
+
+def score_body(chunk: GenerationChunk, request_id: str, model: str, created: int) -> Json:
+    data = [{"index": i, "object": "score", "score": row[0]} for i, row in enumerate(chunk.pooled or [])]
+    return {
+        "id": request_id,
+        "object": "list",
+        "created": created,
+        "model": model,
+        "data": data,
+        "usage": _usage(chunk),
+    }

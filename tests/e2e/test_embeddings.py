@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import math
 import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -201,3 +203,38 @@ def test_bad_input_is_a_clear_400_and_bills_nothing(
     assert error["type"] == "invalid_request_error" and message in error["message"], error
     rows = usage_rows(gateway, key)
     assert sum(r["prompt_tokens"] for r in rows) == 0 and sum(r["cost"] for r in rows) == 0
+
+
+def test_token_budget_counts_embedding_tokens(gateway: Gateway) -> None:
+    budget = 300
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "tenants",
+            "create",
+            "embed-budget",
+            "--budget-tokens",
+            str(budget),
+        ],
+        env=gateway.env,
+        check=True,
+        capture_output=True,
+    )
+    key = gateway.create_key("embed-budget")
+    statuses: list[int] = []
+    used = largest = 0
+    for i in range(20):
+        response = post(gateway, {"model": EMBED, "input": texts(2, offset=10 * i)}, key=key)
+        statuses.append(response.status_code)
+        if response.status_code == 200:
+            tokens = response.json()["usage"]["prompt_tokens"]
+            used, largest = used + tokens, max(largest, tokens)
+        else:
+            assert response.status_code == 429
+            assert response.json()["error"]["code"] == "insufficient_quota"
+    assert 200 in statuses and 429 in statuses
+    assert used <= budget + largest
+    [row] = usage_rows(gateway, key)
+    assert row["prompt_tokens"] == used and row["completion_tokens"] == 0

@@ -117,6 +117,15 @@ def test_top_n_and_return_documents(reranker: Gateway, direct_scores: list[float
     assert [(r["index"], r["document"]["text"]) for r in results] == [(i, DOCUMENTS[i]) for i in best]
 
 
+def test_score_answers_in_input_order(reranker: Gateway, direct_scores: list[float]) -> None:
+    headers = {"Authorization": f"Bearer {reranker.key}"}
+    body = {"model": RERANKER, "text_1": QUERY, "text_2": DOCUMENTS}
+    response = httpx.post(f"{reranker.base_url}/v1/score", json=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    scores = [d["score"] for d in response.json()["data"]]
+    assert scores == pytest.approx(direct_scores, abs=1e-4)
+
+
 def test_a_reranker_refuses_chat_and_embeddings(reranker: Gateway) -> None:
     client = reranker.client()
     with pytest.raises(openai.BadRequestError) as chat:

@@ -9,13 +9,15 @@ import struct
 import pytest
 from pydantic import ValidationError
 
-from backends.base import GenerationChunk, TextPrompt, TokenPrompt, Usage
+from backends.base import GenerationChunk, RerankRequest, TextPrompt, TokenPrompt, Usage
 from gateway.protocol.pooling import (
     MAX_INPUTS,
     EmbeddingBody,
     RerankBody,
+    ScoreBody,
     embeddings_body,
     rerank_body,
+    score_body,
 )
 
 
@@ -87,3 +89,16 @@ def test_rerank_needs_a_query_and_documents() -> None:
         RerankBody.model_validate({"model": "m", "query": "q", "documents": []})
     with pytest.raises(ValidationError, match="query"):
         RerankBody.model_validate({"model": "m", "query": "", "documents": ["a"]})
+
+
+def test_score_takes_one_query_against_each_text_2_in_order() -> None:
+    body = ScoreBody.model_validate({"model": "m", "text_1": ["q"], "text_2": ["a", "b"]})
+    assert body.to_backend("r") == RerankRequest("r", "q", ("a", "b"))
+    assert ScoreBody.model_validate({"model": "m", "text_1": "q", "text_2": "a"}).to_backend(
+        "r"
+    ).documents == ("a",)
+    chunk = GenerationChunk(pooled=[[0.2], [0.7]], usage=Usage(9, 0))
+    result = score_body(chunk, "score-1", "m", 5)
+    assert [(d["index"], d["score"]) for d in result["data"]] == [(0, 0.2), (1, 0.7)]
+    with pytest.raises(ValidationError, match="one non-empty text_1"):
+        ScoreBody.model_validate({"model": "m", "text_1": ["q1", "q2"], "text_2": ["a"]})
