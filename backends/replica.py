@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from backends.base import Backend, GenerationChunk, GenerationRequest, ModelSpec, merge_chunks
+from backends.base import Backend, EngineRequest, GenerationChunk, ModelSpec, engine_request, merge_chunks
 from backends.channel_wire import ChannelTicket
 from backends.errors import EngineDead
 from backends.placement import Placement, place_replica
@@ -108,20 +108,20 @@ class ModelReplica:
             time.monotonic() - started,
         )
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         """Stream chunks for ``request``; for a ``whole`` request send one merged chunk at the end."""
         async for chunk in timed(self._guarded(request), request.whole):
             yield chunk
 
-    def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    def _stream(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         # The channel batches every ready chunk per frame itself: no coalescing task per request.
         return timed(self._guarded(request), request.whole, merge_piled_up=False)
 
-    async def _guarded(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def _guarded(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         """The backend's chunks; an engine that died ends this replica, so that Serve replaces it now
         rather than after its health checks have failed for half a minute."""
         try:
-            async for chunk in self._backend.generate(request):
+            async for chunk in engine_request(self._backend, request):
                 yield chunk
         except EngineDead:
             self._exit_for_replacement()

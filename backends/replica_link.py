@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from backends.base import GenerationChunk, GenerationRequest, merge_chunks
+from backends.base import EngineRequest, GenerationChunk, merge_chunks
 from backends.channel_wire import (
     ABORT,
     CHUNK,
@@ -37,7 +37,7 @@ from backends.channel_wire import (
 
 logger = logging.getLogger(__name__)
 
-Serve = Callable[[GenerationRequest], AsyncIterator[GenerationChunk]]
+Serve = Callable[[EngineRequest], AsyncIterator[GenerationChunk]]
 Event = tuple[int, int, Any]
 
 
@@ -140,7 +140,7 @@ class ReplicaLink:
             if not self._closing:
                 logger.warning("replica channel lost app=%s aborted=%d", self._ticket.app, len(tasks))
 
-    async def _generate(self, stream: int, request: GenerationRequest) -> None:
+    async def _generate(self, stream: int, request: EngineRequest) -> None:
         try:
             async for chunk in self._serve(request):
                 self._emit((stream, CHUNK, chunk))

@@ -169,3 +169,36 @@ def build_tiny_checkpoint(spec: TinySpec, tokenizer: Any, out_dir: Path) -> None
     (tmp / "maas-tiny.json").write_text(json.dumps(asdict(spec), indent=2))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)  # atomic: a folder that exists is complete
+
+
+def build_tiny_cross_encoder(
+    tokenizer_dir: Path, out_dir: Path, seed: int = 0, hidden_size: int = 128, num_layers: int = 2
+) -> None:
+    """A tiny random BERT cross-encoder (``BertForSequenceClassification``, one label: a relevance score)
+    with the BERT tokenizer of ``tokenizer_dir``, for rerank tests. Four heads of 32 (vLLM's CPU attention
+    has no kernel for 16-wide heads). Weights are drawn wider than BERT's own
+    0.02 so that documents' scores lie apart and their order does not hinge on float rounding."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = BertConfig(  # type: ignore[call-arg]  # num_labels: PretrainedConfig's keyword
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=512,
+        num_labels=1,
+        initializer_range=0.2,
+        pad_token_id=tokenizer.pad_token_id,
+        architectures=["BertForSequenceClassification"],
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config).eval()  # type: ignore[no-untyped-call]
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, ModelSpec, Usage
+from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, ModelSpec, PoolingRequest, Usage
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
+from backends.transformers_pooling import SentenceTransformersPooling
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class TransformersBackend:
         self._engine: Any = None
         self._tokenizer: Any = None
         self._renderer: PromptRenderer | None = None
+        self._pooling: SentenceTransformersPooling | None = None
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> TransformersBackend:
@@ -85,6 +87,14 @@ class TransformersBackend:
         dtype: Any = getattr(torch, self.options.dtype) if self.options.dtype != "auto" else "auto"
         if dtype == "auto" and device.type == "cpu":
             dtype = torch.float32
+        if self.spec.task != "chat":  # embeddings or rerank: sentence-transformers on the same device
+            pooling = SentenceTransformersPooling(
+                self.spec, device, dtype, self.max_model_len, self.options.max_batch_size
+            )
+            pooling.load()
+            self._pooling = pooling
+            logger.info("sentence-transformers model ready model=%s device=%s", self.spec.name, device)
+            return
         self._tokenizer = AutoTokenizer.from_pretrained(self.spec.weights_path)
         extra: dict[str, Any] = {}
         if self.options.attn_implementation != "auto":
@@ -104,10 +114,15 @@ class TransformersBackend:
         )
 
     async def check_health(self) -> None:
+        if self._pooling is not None:
+            return
         if self._engine is None or not self._engine.alive:
             raise BackendUnavailable("The engine of this replica has failed.")
 
     def stop(self) -> None:
+        if self._pooling is not None:
+            self._pooling.close()
+            self._pooling = None
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
@@ -127,9 +142,17 @@ class TransformersBackend:
                 f"At most {self.options.max_logprobs} top logprobs are supported.", param="top_logprobs"
             )
 
+    async def pool(self, request: PoolingRequest) -> GenerationChunk:
+        """Embeddings or rerank scores (``backends.transformers_pooling``)."""
+        if self._pooling is None:
+            raise InvalidRequest(f"The model `{self.spec.name}` is a {self.spec.task} model.", param="model")
+        return await self._pooling.pool(request)
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         from backends.transformers_engine import EngineRequest, SeqOutput
 
+        if self._pooling is not None:
+            raise InvalidRequest(f"The model `{self.spec.name}` is a {self.spec.task} model.", param="model")
         engine, renderer = self._engine, self._renderer
         if engine is None or renderer is None or not engine.alive:
             raise BackendUnavailable("The engine of this replica has failed.")

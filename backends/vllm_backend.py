@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backends.base import (
     ChoiceDelta,
+    EmbeddingRequest,
     GenerationChunk,
     GenerationRequest,
     ModelSpec,
+    PoolingRequest,
     SamplingOptions,
     TokenLogprob,
     TopLogprob,
@@ -28,6 +30,7 @@ from backends.chips import ChipUnavailable
 from backends.errors import BackendUnavailable, EngineDead, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
 from backends.vllm_attention import attention_backend
+from backends.vllm_pooling import embed, rerank
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +143,8 @@ class VLLMBackend:
             "max_logprobs": self.options.max_logprobs,
             "disable_log_stats": True,
         }
+        if self.spec.task != "chat":
+            kwargs["runner"] = "pooling"  # embeddings and cross-encoders: vLLM's pooling models
         if self.options.quantization:
             kwargs["quantization"] = self.options.quantization
         if self.options.gpu_memory_utilization is not None:
@@ -228,11 +233,29 @@ class VLLMBackend:
             return str(entry.decoded_token)
         return str(self._tokenizer.decode([token_id]))
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    def _running(self) -> tuple[Any, PromptRenderer]:
         if self._engine is None or self._renderer is None:
             raise BackendUnavailable("engine not started")
         if self._engine.errored:
             raise EngineDead(ENGINE_DEAD)
+        return self._engine, self._renderer
+
+    async def pool(self, request: PoolingRequest) -> GenerationChunk:
+        """Embeddings or rerank scores from a pooling model (``backends.vllm_pooling``)."""
+        engine, renderer = self._running()
+        wanted = "embed" if isinstance(request, EmbeddingRequest) else "rerank"
+        if self.spec.task != wanted:
+            raise InvalidRequest(f"The model `{self.spec.name}` is a {self.spec.task} model.", param="model")
+        with _engine_death_as(EngineDead(ENGINE_DEAD)):
+            if isinstance(request, EmbeddingRequest):
+                return await embed(engine, renderer, request, self.max_model_len)
+            return await rerank(engine, renderer, request, self.max_model_len)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        self._running()
+        if self.spec.task != "chat":
+            raise InvalidRequest(f"The model `{self.spec.name}` is a {self.spec.task} model.", param="model")
+        assert self._engine is not None and self._renderer is not None
         prompt_ids = await self._renderer.render(request.prompt)
         max_tokens = completion_budget(self.max_model_len, len(prompt_ids), request.sampling.max_tokens)
         params = self._sampling_params(request.sampling, max_tokens)

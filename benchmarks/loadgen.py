@@ -65,8 +65,8 @@ async def _one(session: aiohttp.ClientSession, spec: LoadSpec, stream: bool) -> 
         sample = Sample(latency_s=0.0, overhead_ms=float(header) if header else None)
         if not stream:
             body = await response.json(content_type=None)
-            if not body.get("choices"):
-                raise RequestFailed(f"no choices: {str(body)[:200]}")
+            if not body.get("choices") and not body.get("data"):  # completions, or embeddings
+                raise RequestFailed(f"no choices or data: {str(body)[:200]}")
             sample.latency_s = time.perf_counter() - started
             return sample
         last = started

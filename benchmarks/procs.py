@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+if not VENV_PYTHON.exists():  # a git worktree without its own venv: the interpreter running this
+    VENV_PYTHON = Path(sys.executable)
 
 
 def free_port() -> int:

@@ -19,9 +19,11 @@ from gateway.api import (
     chat_completions,
     completions,
     dashboard,
+    embeddings,
     health,
     models,
     prometheus,
+    rerank,
     usage,
 )
 from gateway.api.body_limit import BodyLimit
@@ -35,6 +37,7 @@ from gateway.catalog.routing import ModelRouter
 from gateway.errors import InvalidRequest, OpenAIError, ServiceError, internal_error, openai_error
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
+from gateway.protocol.pooling import EmbeddingBody, RerankBody, ScoreBody
 from gateway.protocol.requests import ChatCompletionRequest, CompletionRequest
 from gateway.serving.catalog_control import CatalogController
 from gateway.tenancy.audit import AuditLog
@@ -131,6 +134,8 @@ def build_app(
     for module in (
         chat_completions,
         completions,
+        embeddings,
+        rerank,
         models,
         usage,
         admin_keys,
@@ -143,6 +148,15 @@ def build_app(
     ):
         app.include_router(module.router)
     app.openapi = with_bodies(  # type: ignore[method-assign]
-        app, [ChatCompletionRequest, CompletionRequest, admin_keys.TenantBody, admin_keys.KeyBody]
+        app,
+        [
+            ChatCompletionRequest,
+            CompletionRequest,
+            EmbeddingBody,
+            RerankBody,
+            ScoreBody,
+            admin_keys.TenantBody,
+            admin_keys.KeyBody,
+        ],
     )
     return app

@@ -1,5 +1,5 @@
-"""The request path shared by chat and text completions: admission → a slot of the model → replica →
-response → metering."""
+"""The request path shared by chat and text completions, embeddings and rerank: admission → a slot of the
+model → replica → response → metering."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from backends.base import GenerationChunk, GenerationRequest, Prompt, SamplingOptions
+from backends.base import (
+    EmbeddingRequest,
+    EngineRequest,
+    GenerationChunk,
+    GenerationRequest,
+    PoolingRequest,
+    Prompt,
+    SamplingOptions,
+    Task,
+    TextPrompt,
+)
 from gateway.api.deps import get_admission, get_ledger, get_metrics, get_model_gates, get_utilization
 from gateway.billing.admission import Admission
 from gateway.billing.metering import Meter, Progress
@@ -28,16 +38,54 @@ OVERHEAD_HEADER = "x-maas-gateway-overhead-ms"
 MAX_IDEMPOTENCY_KEY = 255
 
 
+ENDPOINTS: dict[Task, str] = {
+    "chat": "/v1/chat/completions and /v1/completions",
+    "embed": "/v1/embeddings",
+    "rerank": "/v1/rerank and /v1/score",
+}
+TASK_NAMES: dict[Task, str] = {"chat": "chat", "embed": "embedding", "rerank": "rerank"}
+
+
 @dataclass(frozen=True)
 class Call:
-    """One validated generation call, ready to send to a model."""
+    """One validated call, ready to send to a model: a generation (``prompt``, ``sampling``) or a
+    pooling request (``pooling``: embeddings or rerank, always answered whole)."""
 
     endpoint: str
     principal: Principal
     model: RoutedModel
-    prompt: Prompt
-    sampling: SamplingOptions
-    stream: bool
+    prompt: Prompt = TextPrompt("")
+    sampling: SamplingOptions = SamplingOptions()
+    stream: bool = False
+    pooling: PoolingRequest | None = None
+
+    @property
+    def task(self) -> Task:
+        if self.pooling is None:
+            return "chat"
+        return "embed" if isinstance(self.pooling, EmbeddingRequest) else "rerank"
+
+    def prompt_tokens(self) -> int:
+        """The gateway's estimate of the prompt tokens, for admission."""
+        counter = self.model.prompt_counter
+        if self.pooling is None:
+            return counter.prompt_tokens(self.prompt)
+        if isinstance(self.pooling, EmbeddingRequest):
+            return sum(counter.prompt_tokens(item) for item in self.pooling.inputs)
+        query = counter.prompt_tokens(TextPrompt(self.pooling.query))
+        return sum(query + counter.prompt_tokens(TextPrompt(d)) for d in self.pooling.documents)
+
+
+def check_task(call: Call) -> None:
+    """A model serves the endpoints of its task only: anything else is a 400 naming its task."""
+    model, wanted = call.model, call.task
+    if model.task != wanted:
+        raise InvalidRequest(
+            f"The model `{model.name}` is a {TASK_NAMES[model.task]} model (task: {model.task}); it serves "
+            f"{ENDPOINTS[model.task]}, not this endpoint. Use a {TASK_NAMES[wanted]} model here.",
+            param="model",
+            code="model_task_mismatch",
+        )
 
 
 def new_request_id(prefix: str) -> str:
@@ -61,8 +109,11 @@ async def admit(call: Call, admission: Admission, meter: Meter) -> None:
     """Reserve the call's estimate against its key's and tenant's limits, or refuse it (429)."""
     if not admission.needed(call.principal):
         return
-    prompt_tokens = call.model.prompt_counter.prompt_tokens(call.prompt)
-    estimate = admission.estimate(call.model, prompt_tokens, call.sampling.max_tokens, call.sampling.n)
+    prompt_tokens = call.prompt_tokens()
+    if call.pooling is None:
+        estimate = admission.estimate(call.model, prompt_tokens, call.sampling.max_tokens, call.sampling.n)
+    else:
+        estimate = admission.estimate(call.model, prompt_tokens, 0, 1)
     try:
         meter.reservation = await admission.admit(call.principal, estimate)
     except ServiceError as refusal:
@@ -75,11 +126,12 @@ async def run_call(
     call: Call,
     request_id: str,
     whole_body: Callable[[GenerationChunk], dict[str, Any]],
-    encoder: StreamEncoder,
+    encoder: StreamEncoder | None = None,
 ) -> Response:
     started = request_started(request)
     metrics = get_metrics(request)
     principal = call.principal
+    check_task(call)
     if principal.models is not None and call.model.name not in principal.models:
         raise PermissionDenied(f"This API key may not use the model `{call.model.name}`.", param="model")
     admission = get_admission(request)
@@ -98,7 +150,7 @@ async def run_call(
         utilization=utilization,
     )
     await admit(call, admission, meter)
-    generation = GenerationRequest(
+    generation: EngineRequest = call.pooling or GenerationRequest(
         request_id=request_id, prompt=call.prompt, sampling=call.sampling, whole=not call.stream
     )
     gate = get_model_gates(request).gate(call.model.name, call.model.capacity, call.model.max_queued)
@@ -125,6 +177,7 @@ async def run_call(
     backend_wait = time.perf_counter() - waiting
 
     if call.stream:
+        assert encoder is not None, "a streamed call needs its encoder"
         response: Response = StreamingResponse(
             sse_stream(first, chunks, encoder, meter), media_type="text/event-stream", headers=SSE_HEADERS
         )

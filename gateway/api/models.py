@@ -20,6 +20,7 @@ def _card(model: RoutedModel) -> dict[str, Any]:
         "owned_by": model.owned_by,
         "family": model.family,
         "context_length": model.context_length,
+        "task": model.task,
         "aliases": list(model.aliases),
         "pricing": {
             "input_per_million": float(model.pricing.input_per_million),

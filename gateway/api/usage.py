@@ -16,8 +16,8 @@ from gateway.errors import InvalidRequest
 
 router = APIRouter()
 
-TENANT_GROUPS = ("model", "key", *TIME_GROUPS)  # callers never see chips or pools
-ADMIN_GROUPS = ("model", "tenant", "key", "chip", "pool", *TIME_GROUPS)
+TENANT_GROUPS = ("model", "key", "endpoint", *TIME_GROUPS)  # callers never see chips or pools
+ADMIN_GROUPS = ("model", "tenant", "key", "chip", "pool", "endpoint", *TIME_GROUPS)
 
 
 def _time(value: str | None, name: str) -> float | None:

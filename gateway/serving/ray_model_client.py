@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from backends.base import GenerationChunk, GenerationRequest
+from backends.base import EngineRequest, GenerationChunk
 from gateway.serving.replica_channels import ChannelRoute
 
 
@@ -18,7 +18,7 @@ class RayModelClient:
         self._handle: Any = None
         self._route = route
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         channel = None if self._route is None else await self._route.acquire()
         if channel is not None:
             async with contextlib.aclosing(channel.stream(request)) as chunks:  # leaving early aborts

@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.base import GenerationChunk, GenerationRequest, merge_chunks
+from backends.base import EngineRequest, GenerationChunk, merge_chunks
 from backends.channel_wire import (
     ABORT,
     CHUNK,
@@ -115,7 +115,7 @@ class ReplicaChannel:
     def abort(self) -> None:
         self._writer.transport.abort()
 
-    async def stream(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+    async def stream(self, request: EngineRequest) -> AsyncGenerator[GenerationChunk, None]:
         """The replica's chunks for ``request``; leaving early aborts it there. The caller has already
         counted it in ``in_flight`` (``ChannelRoute.acquire``)."""
         stream_id = next(self._ids)

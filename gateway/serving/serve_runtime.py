@@ -73,6 +73,7 @@ def model_spec(model: ModelEntry, path: Path | str, chip: ChipKind) -> ModelSpec
         engine=dict(deployment.engine),
         chip_kind=chip,
         chips_per_replica=deployment.chips_per_replica,
+        task=model.task,
     )
 
 

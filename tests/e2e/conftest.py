@@ -27,6 +27,8 @@ from tests.conftest import REPO
 START_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 90
 MODEL = "smollm2-135m-instruct"
+EMBED_MODEL = "all-minilm-l6-v2"
+"""The default catalog's embedding model (task: embed), served beside the chat model."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO
-from tests.e2e.conftest import MODEL, Gateway
+from tests.e2e.conftest import EMBED_MODEL, MODEL, Gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def test_models_are_added_and_removed_without_a_restart(gateway: Gateway, tmp_pa
 
     assert "added: smollm2-r1" in apply(gateway, admin, with_r1, tmp_path)
     client = gateway.client()
-    assert {m.id for m in client.models.list().data} == {MODEL, "smollm2-r1"}
+    assert {m.id for m in client.models.list().data} == {MODEL, EMBED_MODEL, "smollm2-r1"}
 
     answer = client.chat.completions.create(model="r1", messages=FEW_SHOT, temperature=0, max_tokens=30)
     message = answer.choices[0].message
@@ -139,8 +139,11 @@ def test_models_are_added_and_removed_without_a_restart(gateway: Gateway, tmp_pa
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="r1", messages=FEW_SHOT)
     assert MODEL in info.value.message
-    assert {m.id for m in client.models.list().data} == {MODEL}
-    assert httpx.get(gateway.base_url + "/health").json()["models"] == {MODEL: "RUNNING"}
+    assert {m.id for m in client.models.list().data} == {MODEL, EMBED_MODEL}
+    assert httpx.get(gateway.base_url + "/health").json()["models"] == {
+        MODEL: "RUNNING",
+        EMBED_MODEL: "RUNNING",
+    }
     audit = httpx.get(gateway.base_url + "/admin/audit", headers={"Authorization": f"Bearer {admin}"}).json()
     applied = [e["detail"] for e in audit["data"] if e["action"] == "catalog.applied"]
     assert applied[0]["removed"] == ["smollm2-r1"] and applied[1]["added"] == ["smollm2-r1"]
@@ -160,4 +163,4 @@ def test_invalid_catalog_is_refused_and_changes_nothing(gateway: Gateway) -> Non
         headers={"Authorization": f"Bearer {gateway.key}"},
     )
     assert refused.status_code == 403
-    assert [m.id for m in gateway.client().models.list().data] == [MODEL]
+    assert [m.id for m in gateway.client().models.list().data] == [MODEL, EMBED_MODEL]

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import MODEL, Gateway
+from tests.e2e.conftest import EMBED_MODEL, MODEL, Gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -144,14 +144,17 @@ def test_text_completions_stream_and_non_stream(gateway: Gateway, tokenizer: Any
 def test_models_endpoint_lists_the_catalog(gateway: Gateway) -> None:
     models = gateway.client().models.list()
     ids = [m.id for m in models.data]
-    assert ids == [MODEL]
+    assert ids == [MODEL, EMBED_MODEL]
     card = gateway.client().models.retrieve("smollm2")
     assert card.id == MODEL and card.owned_by == "huggingfacetb"
 
 
 def test_health_is_ok(gateway: Gateway) -> None:
     response = httpx.get(gateway.base_url + "/health")
-    assert response.status_code == 200 and response.json()["models"] == {MODEL: "RUNNING"}
+    assert response.status_code == 200 and response.json()["models"] == {
+        MODEL: "RUNNING",
+        EMBED_MODEL: "RUNNING",
+    }
 
 
 def test_unknown_model_is_404_with_available_names(gateway: Gateway) -> None:

@@ -17,6 +17,7 @@ GROUP_COLUMNS: dict[str, str] = {
     "key": "key_id",
     "chip": "chip",
     "pool": "pool",
+    "endpoint": "endpoint",  # chat.completions, completions, embeddings, rerank, score
 }
 
 

@@ -17,6 +17,18 @@
 
   function money(v) { return v.toFixed(6); }
 
+  function fillTable(id, rows) {
+    $(id).querySelector("tbody").replaceChildren(...rows.map((values) => {
+      const tr = document.createElement("tr");
+      for (const value of values) {
+        const td = document.createElement("td");
+        td.textContent = String(value); // names are data, never markup
+        tr.appendChild(td);
+      }
+      return tr;
+    }));
+  }
+
   function render(data) {
     const minutes = data.series.map((p) => p.minute.slice(11));
     Charts.line($("chart-series"), minutes, [
@@ -30,16 +42,10 @@
     const upools = Object.keys(data.utilization_by_pool);
     Charts.bars($("chart-util-pool"), upools, upools.map((p) => data.utilization_by_pool[p] * 100), (v) => v.toFixed(1) + "%");
     Charts.bars($("chart-tenants"), data.top_tenants.map((t) => t.tenant), data.top_tenants.map((t) => t.tokens));
-    const body = $("tenants").querySelector("tbody");
-    body.replaceChildren(...data.top_tenants.map((t) => {
-      const tr = document.createElement("tr");
-      for (const value of [t.tenant, t.requests, t.tokens, money(t.revenue) + " " + t.currency]) {
-        const td = document.createElement("td");
-        td.textContent = String(value); // tenant names are data, never markup
-        tr.appendChild(td);
-      }
-      return tr;
-    }));
+    fillTable("tenants", data.top_tenants.map((t) => [t.tenant, t.requests, t.tokens, money(t.revenue) + " " + t.currency]));
+    fillTable("models", data.tokens_by_model.map((m) => [
+      m.model, m.endpoint, m.requests, m.prompt_tokens, m.completion_tokens, money(m.revenue) + " " + m.currency,
+    ]));
 
     const live = data.live;
     if (rate.last) {

