@@ -21,7 +21,6 @@ from gateway.catalog.model_prep import weights_path
 from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
 from tests.e2e.conftest import EMBED_MODEL, MODEL, Gateway
-from tests.e2e.test_metering import usage_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -155,7 +154,7 @@ def test_ledger_tokens_equal_usage(gateway: Gateway) -> None:
     key = gateway.create_key("embed-ledger")
     client = gateway.client(key=key)
     seen = [client.embeddings.create(model=EMBED, input=texts(n, n)).usage.prompt_tokens for n in (1, 9)]
-    [row] = usage_rows(gateway, key)
+    [row] = gateway.usage_rows(key)
     assert row["model"] == EMBED and row["requests"] == 2
     assert row["prompt_tokens"] == sum(seen) and row["completion_tokens"] == 0
     assert row["cost"] == pytest.approx(sum(seen) * 0.01 / 1e6, rel=1e-9)
@@ -201,7 +200,7 @@ def test_bad_input_is_a_clear_400_and_bills_nothing(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and message in error["message"], error
-    rows = usage_rows(gateway, key)
+    rows = gateway.usage_rows(key)
     assert sum(r["prompt_tokens"] for r in rows) == 0 and sum(r["cost"] for r in rows) == 0
 
 
@@ -236,5 +235,5 @@ def test_token_budget_counts_embedding_tokens(gateway: Gateway) -> None:
             assert response.json()["error"]["code"] == "insufficient_quota"
     assert 200 in statuses and 429 in statuses
     assert used <= budget + largest
-    [row] = usage_rows(gateway, key)
+    [row] = gateway.usage_rows(key)
     assert row["prompt_tokens"] == used and row["completion_tokens"] == 0

@@ -17,7 +17,6 @@ from gateway.catalog.model_prep import prepare_model
 from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
 from tests.e2e.conftest import EMBED_MODEL, Gateway, create_key, gateway_env, start_gateway, stop_gateway
-from tests.e2e.test_metering import usage_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -104,7 +103,7 @@ def test_rerank_orders_documents_as_the_cross_encoder_does(
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     tokens = sum(len(tokenizer(QUERY, d)["input_ids"]) for d in DOCUMENTS)
     assert body["usage"]["prompt_tokens"] == tokens
-    [row] = usage_rows(reranker, key)
+    [row] = reranker.usage_rows(key)
     assert row["model"] == RERANKER and row["prompt_tokens"] == tokens and row["completion_tokens"] == 0
     assert row["cost"] == pytest.approx(tokens * 0.02 / 1e6, rel=1e-9)
 
@@ -141,4 +140,4 @@ def test_a_document_over_the_length_is_a_400_and_bills_nothing(reranker: Gateway
     response = rerank(reranker, {"model": RERANKER, "query": QUERY, "documents": documents}, key=key)
     assert response.status_code == 400
     assert "documents[1]" in response.json()["error"]["message"]
-    assert sum(r["prompt_tokens"] for r in usage_rows(reranker, key)) == 0
+    assert sum(r["prompt_tokens"] for r in reranker.usage_rows(key)) == 0
