@@ -21,6 +21,7 @@ import httpx
 import openai
 import psutil
 import pytest
+import yaml
 
 from tests.conftest import REPO
 
@@ -169,6 +170,16 @@ def stop_gateway(gw: Gateway) -> None:
         proc.kill()
     assert code == 0, f"maas serve did not stop cleanly (exit {code}):\n{gw.log_tail()}"
     assert not leftovers, f"processes left behind after SIGTERM: {names}"
+
+
+def chat_only_catalog(env: dict[str, str]) -> Path:
+    """The repository's models.yaml without its embedding and rerank models, in ``env``'s home: for the
+    tests of one gateway's faults, which need a model that generates and not the time to start the rest."""
+    catalog = yaml.safe_load((REPO / "models.yaml").read_text())
+    catalog["models"] = [m for m in catalog["models"] if m.get("task", "chat") == "chat"]
+    path = Path(env["MAAS_HOME"]) / "chat-only.yaml"
+    path.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    return path
 
 
 def gateway_env(tmp_path_factory: pytest.TempPathFactory, name: str, **extra: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ import pytest
 from tests.e2e.conftest import (
     MODEL,
     alive,
+    chat_only_catalog,
     create_key,
     gateway_env,
     process_tree,
@@ -36,7 +37,7 @@ KILL_AFTER = 60
 def test_kill_9_under_load_loses_no_completed_request(tmp_path_factory: pytest.TempPathFactory) -> None:
     env = gateway_env(tmp_path_factory, "maas-crash")
     key = create_key(env, "crash")
-    gw = start_gateway(env, key)
+    gw = start_gateway(env, key, config=chat_only_catalog(env))
     completed: list[str] = []
     lock = threading.Lock()
     killed = threading.Event()
@@ -72,7 +73,7 @@ def test_kill_9_under_load_loses_no_completed_request(tmp_path_factory: pytest.T
         time.sleep(1)
     assert not alive(tree), f"left running after kill -9: {[p.name() for p in alive(tree)]}"
 
-    restarted = start_gateway(env, key)
+    restarted = start_gateway(env, key, config=chat_only_catalog(env))
     try:
         with sqlite3.connect(Path(env["MAAS_HOME"]) / "maas.db") as db:
             ids = [

@@ -17,7 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import MODEL, alive, create_key, gateway_env, process_tree, start_gateway
+from tests.e2e.conftest import (
+    MODEL,
+    alive,
+    chat_only_catalog,
+    create_key,
+    gateway_env,
+    process_tree,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +38,7 @@ def test_sigterm_drains_the_requests_in_flight_and_refuses_new_ones(
 ) -> None:
     env = gateway_env(tmp_path_factory, "maas-drain")
     key = create_key(env, "drain")
-    gw = start_gateway(env, key, args=["--shutdown-grace", str(GRACE_S)])
+    gw = start_gateway(env, key, config=chat_only_catalog(env), args=["--shutdown-grace", str(GRACE_S)])
     tree = process_tree(gw.process.pid)
     client = gw.client()
     first = threading.Event()

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.e2e.conftest import Gateway, create_key, gateway_env, start_gateway, stop_gateway
+from tests.e2e.conftest import (
+    Gateway,
+    chat_only_catalog,
+    create_key,
+    gateway_env,
+    start_gateway,
+    stop_gateway,
+)
 from tests.e2e.test_metering import one_request
 from tests.gateway.billing.ledger.conftest import drop_schema, postgres_url_for_new_schema
 
@@ -19,7 +26,7 @@ pytestmark = pytest.mark.e2e
 def pg_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str]]:
     url, schema = postgres_url_for_new_schema()
     env = gateway_env(tmp_path_factory, "maas-pg", MAAS_DATABASE_URL=url)
-    gw = start_gateway(env, create_key(env, "pg-tenant"))
+    gw = start_gateway(env, create_key(env, "pg-tenant"), config=chat_only_catalog(env))
     try:
         yield gw, url
     finally:

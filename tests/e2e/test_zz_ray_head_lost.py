@@ -13,7 +13,15 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.conftest import MODEL, alive, create_key, gateway_env, process_tree, start_gateway
+from tests.e2e.conftest import (
+    MODEL,
+    alive,
+    chat_only_catalog,
+    create_key,
+    gateway_env,
+    process_tree,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +33,7 @@ def test_a_dead_ray_head_stops_the_gateway_instead_of_serving_half_a_state(
 ) -> None:
     env = gateway_env(tmp_path_factory, "maas-head-lost")
     key = create_key(env, "head")
-    gw = start_gateway(env, key)
+    gw = start_gateway(env, key, config=chat_only_catalog(env))
     tree = process_tree(gw.process.pid)
     head = [
         p for p in tree if p.name() in HEAD_PROCESSES or "gateway.serving.ray_head" in " ".join(p.cmdline())
