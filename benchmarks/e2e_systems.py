@@ -78,7 +78,8 @@ def engine_settings() -> EngineSettings:
     """Settings of ``models.yaml``'s first model and its prepared weights folder."""
     from backends.vllm_backend import VLLMOptions
     from gateway.catalog.model_prep import weights_path
-    from gateway.catalog.schema import GgufPackageWeights, load_catalog
+    from gateway.catalog.schema import load_catalog
+    from gateway.catalog.weights import GgufPackageWeights
 
     model = load_catalog(CATALOG).models[0]
     options = VLLMOptions.model_validate(model.deployments[0].engine)

@@ -134,7 +134,11 @@ async def _faults(
             for proc in _processes(root, ("ServeReplica:model-",))[:1]:
                 proc.send_signal(signal.SIGKILL)
         elif kind == "hang_engine":
-            engines = _processes(root, ("VLLM::EngineCore", "VLLM::Worker"))
+            engines = [
+                engine
+                for replica in _processes(root, (f"ServeReplica:model-{MODEL}:",))
+                for engine in _processes(replica.pid, ("VLLM::EngineCore", "VLLM::Worker"))
+            ]
             for proc in engines:
                 proc.send_signal(signal.SIGSTOP)
             await asyncio.sleep(rng.uniform(2, 8))

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from gateway.billing.ledger.records import charge_nanos
 from gateway.catalog.routing import RoutedModel
 from gateway.errors import CountersUnavailable, QuotaExceeded, RateLimited, ServiceError
-from gateway.tenancy.database import Database, PostgresDatabase, SqliteDatabase
+from gateway.tenancy.database import Database, PostgresDatabase, SqliteDatabase, connect_sqlite
 from gateway.tenancy.keystore import Budget, Principal, RateLimits
 from gateway.tenancy.migrations import Migration, migrate, statements
 
@@ -126,12 +126,10 @@ class CounterStore:
 
     @classmethod
     def sqlite(cls, path: str) -> CounterStore:
-        import sqlite3
 
         cls._migrate(SqliteDatabase(Path(path)))
 
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = connect_sqlite(path)
         conn.execute("PRAGMA synchronous=OFF")  # counters, not bills: a crash may only forget a minute
         return cls(conn, "?", "BEGIN IMMEDIATE", lock_rows=False)
 

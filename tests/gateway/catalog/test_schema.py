@@ -8,13 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.catalog.schema import (
-    CatalogError,
-    GgufPackageWeights,
-    TinyRandomWeights,
-    ZipPackageWeights,
-    load_catalog,
-)
+from gateway.catalog.schema import CatalogError, load_catalog
+from gateway.catalog.weights import GgufPackageWeights, TinyRandomWeights, ZipPackageWeights
 
 VALID: dict[str, Any] = {
     "models": [
