@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, ModelSpec, Usage
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
+from backends.tool_stream import refuse_tools_and_constraints
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class TransformersBackend:
             self._engine = None
 
     def _validate(self, request: GenerationRequest) -> None:
+        refuse_tools_and_constraints(request, "transformers")
         sampling = request.sampling
         if sampling.n > self.options.max_batch_size:
             raise InvalidRequest(

@@ -27,6 +27,8 @@ from backends.base import (
 from backends.chips import ChipUnavailable
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
+from backends.tool_stream import ToolCallChoices, decoding_constraint, needs_stream
+from backends.tools import StructuredOutput
 from backends.vllm_attention import attention_backend
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,24 @@ def _finish_reason(reason: str | None) -> Literal["stop", "length", "abort"] | N
     if reason in ("stop", "length", "abort"):
         return reason  # type: ignore[return-value]
     return None if reason is None else "stop"
+
+
+async def _refusing_bad_constraints(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The engine's outputs; a constraint vLLM refuses (a schema feature its grammar backend cannot
+    enforce) is a 400 naming vLLM's reason, raised before the first chunk."""
+    from vllm.exceptions import VLLMClientError
+
+    first = True
+    try:
+        async for output in stream:
+            first = False
+            yield output
+    except (ValueError, VLLMClientError) as exc:
+        if not first:
+            raise
+        raise InvalidRequest(
+            f"The requested output constraint cannot be enforced: {exc}", param="response_format"
+        ) from exc
 
 
 class VLLMBackend:
@@ -167,9 +187,11 @@ class VLLMBackend:
 
     # -- request path -------------------------------------------------------------------------
 
-    def _sampling_params(self, sampling: SamplingOptions, max_tokens: int) -> Any:
+    def _sampling_params(
+        self, sampling: SamplingOptions, max_tokens: int, structured: StructuredOutput | None = None
+    ) -> Any:
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         if sampling.logprobs is not None and sampling.logprobs > self.options.max_logprobs:
             raise InvalidRequest(
@@ -188,6 +210,11 @@ class VLLMBackend:
             logprobs=sampling.logprobs,
             ignore_eos=sampling.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
+            structured_outputs=None
+            if structured is None
+            else StructuredOutputsParams(
+                json=structured.json_schema, json_object=True if structured.json_object else None
+            ),
         )
 
     def _logprobs(self, token_ids: Any, entries: Any, k: int) -> list[TokenLogprob]:
@@ -221,28 +248,30 @@ class VLLMBackend:
             raise BackendUnavailable("The engine of this replica has failed.")
         prompt_ids = await self._renderer.render(request.prompt)
         max_tokens = completion_budget(self.max_model_len, len(prompt_ids), request.sampling.max_tokens)
-        params = self._sampling_params(request.sampling, max_tokens)
+        params = self._sampling_params(request.sampling, max_tokens, decoding_constraint(request))
         k = request.sampling.logprobs
+        tools = None
+        if request.tools is not None and needs_stream(request.tools):
+            tools = ToolCallChoices(request.tools, self._tokenizer, whole=request.whole)
         generated: dict[int, int] = {}
         cached = 0
         stream = self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
         async with contextlib.aclosing(stream):
-            async for output in stream:
+            async for output in _refusing_bad_constraints(stream):
                 deltas = []
                 for completion in output.outputs:
                     generated[completion.index] = generated.get(completion.index, 0) + len(
                         completion.token_ids
                     )
-                    deltas.append(
-                        ChoiceDelta(
-                            index=completion.index,
-                            text=completion.text,
-                            finish_reason=_finish_reason(completion.finish_reason),
-                            logprobs=None
-                            if k is None or completion.logprobs is None
-                            else self._logprobs(completion.token_ids, completion.logprobs, k),
-                        )
+                    delta = ChoiceDelta(
+                        index=completion.index,
+                        text=completion.text,
+                        finish_reason=_finish_reason(completion.finish_reason),
+                        logprobs=None
+                        if k is None or completion.logprobs is None
+                        else self._logprobs(completion.token_ids, completion.logprobs, k),
                     )
+                    deltas.append(delta if tools is None else tools.apply(delta, completion.token_ids))
                 cached = output.num_cached_tokens or cached  # vLLM may report it on the first output only
                 usage = Usage(len(prompt_ids), sum(generated.values()), cached)
                 yield GenerationChunk(choices=deltas, usage=usage)

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backends.base import GenerationChunk, GenerationRequest, Prompt, SamplingOptions
+from backends.tools import StructuredOutput, ToolPlan
 from gateway.api.deps import get_admission, get_ledger, get_metrics, get_model_gates, get_utilization
 from gateway.billing.admission import Admission
 from gateway.billing.metering import Meter, Progress
@@ -38,6 +39,8 @@ class Call:
     prompt: Prompt
     sampling: SamplingOptions
     stream: bool
+    structured: StructuredOutput | None = None
+    tools: ToolPlan | None = None
 
 
 def new_request_id(prefix: str) -> str:
@@ -99,7 +102,12 @@ async def run_call(
     )
     await admit(call, admission, meter)
     generation = GenerationRequest(
-        request_id=request_id, prompt=call.prompt, sampling=call.sampling, whole=not call.stream
+        request_id=request_id,
+        prompt=call.prompt,
+        sampling=call.sampling,
+        whole=not call.stream,
+        structured=call.structured,
+        tools=call.tools,
     )
     gate = get_model_gates(request).gate(call.model.name, call.model.capacity, call.model.max_queued)
     # The slot is taken (or refused) at the first chunk, before the answer starts: see billing.overload.

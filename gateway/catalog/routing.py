@@ -34,6 +34,8 @@ class RoutedModel:
     pool: str
     prompt_counter: PromptCounter = PromptCounter()
     reasoning: str | None = None
+    tool_parser: str | None = None
+    """vLLM's tool parser for the model's tool-call format (None: the model has none; ``auto`` refused)."""
     capacity: int = 256
     """Requests the model's replicas take at once, all deployments together."""
     max_queued: int = 256
@@ -60,6 +62,7 @@ class RoutedModel:
             pool=entry.deployments[0].pool,
             prompt_counter=prompt_counter,
             reasoning=entry.reasoning,
+            tool_parser=entry.tool_parser,
             capacity=sum(d.capacity for d in entry.deployments),
             max_queued=sum(d.queue_limit for d in entry.deployments),
             stall_timeout_s=max(d.stall_timeout_s for d in entry.deployments),

@@ -215,6 +215,16 @@ class ModelEntry(_Strict):
     reasoning: Literal["deepseek_r1"] | None = Field(
         default=None, description="Return <think>…</think> output as reasoning_content (DeepSeek-R1 style)."
     )
+    tool_parser: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_]+$",
+        description=(
+            "The vLLM tool parser that reads this model's tool-call format for tool_choice 'auto' (hermes "
+            "for Qwen's <tool_call> blocks, llama3_json, deepseek_v3, glm45, ...). Without one, 'auto' is "
+            "refused with a 400; 'required' and named tool choices work on every model through "
+            "constrained decoding."
+        ),
+    )
     deployments: list[Deployment] = Field(
         min_length=1, description="Where the model runs; the first is used until pools route."
     )
