@@ -70,6 +70,20 @@ def _token_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: Any = None,
+    sort_keys: bool = False,
+) -> str:
+    """transformers' ``tojson`` (plain ``json.dumps``, key order kept, no HTML escaping), which chat
+    templates use to write tools and call arguments; Jinja's own sorts keys and escapes ``<``."""
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
 def load_prompt_counter(weights_path: Path | str) -> PromptCounter:
     folder = Path(weights_path)
     tokenizer_file = folder / "tokenizer.json"
@@ -95,6 +109,7 @@ def load_prompt_counter(weights_path: Path | str) -> PromptCounter:
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
+    env.filters["tojson"] = _tojson
     template = env.from_string(template_source)
     specials = {
         name: _token_text(config.get(name)) for name in ("bos_token", "eos_token", "unk_token", "pad_token")

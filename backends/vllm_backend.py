@@ -59,6 +59,14 @@ class VLLMOptions(BaseModel):
     cpu_reserved_cores: int = Field(
         default=0, ge=0, description="CPU only: cores vLLM keeps free of its worker threads."
     )
+    compact_json: bool = Field(
+        default=True,
+        description=(
+            "Constrained JSON (response_format, forced tool calls) without whitespace between tokens. "
+            "vLLM sets this per engine, not per request. With whitespace allowed, small models loop on "
+            "blank lines inside objects until max_tokens (SmolLM2 on a zero-argument call)."
+        ),
+    )
     attention_backend: str | None = Field(
         default=None,
         pattern=r"^[A-Z][A-Z0-9_]*$",
@@ -165,10 +173,17 @@ class VLLMBackend:
 
     async def start(self) -> None:
         self._set_platform_env()
+        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.engine_kwargs()))
+        args = AsyncEngineArgs(**self.engine_kwargs())
+        # xgrammar always (never a silent fallback to another grammar library): a schema feature it
+        # cannot enforce is refused with a 400 naming it.
+        args.structured_outputs_config = StructuredOutputsConfig(
+            backend="xgrammar", disable_any_whitespace=self.options.compact_json
+        )
+        self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
         self._renderer = PromptRenderer(self._tokenizer, len(self._tokenizer))
 

@@ -62,7 +62,7 @@ class RoutedModel:
             pool=entry.deployments[0].pool,
             prompt_counter=prompt_counter,
             reasoning=entry.reasoning,
-            tool_parser=entry.tool_parser,
+            tool_parser=entry.tool_format,
             capacity=sum(d.capacity for d in entry.deployments),
             max_queued=sum(d.queue_limit for d in entry.deployments),
             stall_timeout_s=max(d.stall_timeout_s for d in entry.deployments),

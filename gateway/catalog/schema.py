@@ -220,14 +220,21 @@ class ModelEntry(_Strict):
         pattern=r"^[a-z0-9_]+$",
         description=(
             "The vLLM tool parser that reads this model's tool-call format for tool_choice 'auto' (hermes "
-            "for Qwen's <tool_call> blocks, llama3_json, deepseek_v3, glm45, ...). Without one, 'auto' is "
-            "refused with a 400; 'required' and named tool choices work on every model through "
-            "constrained decoding."
+            "for Qwen's <tool_call> blocks, llama3_json, deepseek_v3, glm45, ...); default: the one of its "
+            "chat_template, if that template renders tools. Without one, 'auto' is refused with a 400; "
+            "'required' and named tool choices work on every model through constrained decoding."
         ),
     )
     deployments: list[Deployment] = Field(
         min_length=1, description="Where the model runs; the first is used until pools route."
     )
+
+    @property
+    def tool_format(self) -> str | None:
+        """The tool parser for ``auto``: the entry's own, else its chat template's (None: no format)."""
+        if self.tool_parser is not None:
+            return self.tool_parser
+        return TEMPLATES[self.chat_template].tool_parser if self.chat_template in TEMPLATES else None
 
     @model_validator(mode="after")
     def _chat_template_known(self) -> ModelEntry:
