@@ -189,6 +189,10 @@ class Pricing(_Strict):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.")
 
 
+CONSTRAINED_BACKENDS = frozenset({"vllm"})
+"""Backends whose engine enforces response_format and forced tool choices (vLLM's structured outputs)."""
+
+
 class ModelEntry(_Strict):
     """One model callers can ask for by name or alias."""
 
@@ -228,6 +232,11 @@ class ModelEntry(_Strict):
     deployments: list[Deployment] = Field(
         min_length=1, description="Where the model runs; the first is used until pools route."
     )
+
+    @property
+    def constrained_decoding(self) -> bool:
+        """Every deployment's backend enforces JSON schemas while decoding (today: vLLM's)."""
+        return all(d.backend in CONSTRAINED_BACKENDS for d in self.deployments)
 
     @property
     def tool_format(self) -> str | None:

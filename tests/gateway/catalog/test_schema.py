@@ -169,3 +169,31 @@ def test_a_models_queue_bound_is_its_deployments_together(write_catalog: Callabl
     data["models"][0]["deployments"] = [{"max_queued_requests": -1}]
     with pytest.raises(CatalogError, match="max_queued_requests"):
         load_catalog(write_catalog(data))
+
+
+def test_tool_format_comes_from_the_template_and_needs_constrained_decoding(
+    write_catalog: Callable[[object], Path],
+) -> None:
+    from backends.token_count import PromptCounter
+    from gateway.catalog.routing import RoutedModel
+    from tests.gateway.conftest import NoClient
+
+    def routed(**fields: object) -> RoutedModel:
+        data = copy.deepcopy(VALID)
+        data["models"][0].update(fields)
+        entry = load_catalog(write_catalog(data)).models[0]
+        return RoutedModel.from_entry(
+            entry, client=NoClient(), deployment="d", prompt_counter=PromptCounter()
+        )
+
+    qwen = routed(chat_template="qwen2_5")
+    assert qwen.tool_parser == "hermes" and qwen.constrained_decoding
+    assert routed(chat_template="yi").tool_parser is None  # Yi's template has no tool format
+    assert routed(chat_template="yi", tool_parser="hermes").tool_parser == "hermes"
+    upstream = routed(
+        chat_template="qwen2_5",
+        deployments=[
+            {"backend": "openai_upstream", "engine": {"base_url": "http://127.0.0.1:9/v1", "model": "q"}}
+        ],
+    )
+    assert upstream.tool_parser is None and not upstream.constrained_decoding
