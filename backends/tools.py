@@ -36,6 +36,14 @@ class ToolFunction:
         params: dict[str, Any] = json.loads(self.parameters_json)
         return params
 
+    @property
+    def arguments_schema(self) -> dict[str, Any]:
+        """What constrained decoding enforces for the arguments: the parameters, or, for a function that
+        takes none, exactly ``{}`` (an open empty object lets a small model invent keys to max_tokens)."""
+        if self.parameters_json is None:
+            return {"type": "object", "properties": {}, "additionalProperties": False}
+        return self.parameters
+
     def openai_dict(self) -> dict[str, Any]:
         """The tool as OpenAI's wire format (and Hugging Face chat templates) spell it."""
         function: dict[str, Any] = {"name": self.name}
@@ -75,7 +83,7 @@ def required_calls_schema(tools: tuple[ToolFunction, ...], parallel: bool) -> di
         {
             "properties": {
                 "name": {"type": "string", "enum": [t.name]},
-                "parameters": t.parameters,
+                "parameters": t.arguments_schema,
             },
             "required": ["name", "parameters"],
         }
@@ -95,7 +103,7 @@ def tool_constraint(plan: ToolPlan | None) -> StructuredOutput | None:
         function = plan.function(plan.name or "")
         if function is None:
             raise ValueError(f"tool_choice names {plan.name!r}, which is not among the tools")
-        return StructuredOutput(json_schema=json.dumps(function.parameters))
+        return StructuredOutput(json_schema=json.dumps(function.arguments_schema))
     if plan.choice == "required":
         return StructuredOutput(json_schema=json.dumps(required_calls_schema(plan.tools, plan.parallel)))
     return None
