@@ -11,7 +11,8 @@ Streaming and usage contract (what the gateway relies on):
   answer with a 4xx status.
 * Each chunk carries, per choice, only what is new since the previous chunk (a delta). A backend may merge
   several engine steps into one chunk; it never holds text back once it has it.
-* Every choice ends with exactly one delta whose ``finish_reason`` is set (``"stop"`` or ``"length"``).
+* Every choice ends with exactly one delta whose ``finish_reason`` is set (``"stop"``, ``"length"``, or
+  ``"tool_calls"`` when the choice made tool calls; never ``"tool_calls"`` without one).
 * Every chunk carries ``usage``: the exact prompt and completion token counts so far, from the engine's
   own tokenizer, for every request, streamed or not. The last chunk's usage is final; a stream the client
   cut off is billed from the last usage the gateway received.
@@ -32,23 +33,37 @@ from typing import Any, Literal, Protocol
 
 from backends.chips import BUILTIN_CHIPS, ChipKind
 from backends.errors import InvalidRequest
+from backends.tools import StructuredOutput, ToolCallDelta, ToolFunction, ToolPlan, merge_tool_calls
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 Task = Literal["chat", "embed", "rerank"]
-FinishReason = Literal["stop", "length", "abort"]
+FinishReason = Literal["stop", "length", "abort", "tool_calls"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call an assistant made earlier in the conversation (``arguments`` is JSON text)."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    """On a ``tool`` message: the call this is the result of."""
 
 
 @dataclass(frozen=True)
 class ChatPrompt:
-    """Messages the backend renders with the model's own chat template."""
+    """Messages the backend renders with the model's own chat template (with the tools, if any)."""
 
     messages: tuple[ChatMessage, ...]
+    tools: tuple[ToolFunction, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,11 @@ class GenerationRequest:
     whole: bool = False
     """The caller uses only the whole answer (a non-streamed response): a backend may produce it as one
     chunk, e.g. by asking a remote server for a non-streamed answer."""
+    structured: StructuredOutput | None = None
+    """``response_format`` json_object / json_schema, enforced by constrained decoding."""
+    tools: ToolPlan | None = None
+    """Tools and ``tool_choice``; named and required choices are also enforced by constrained decoding
+    (``backends.tools.tool_constraint``), and the answer's calls come back as ``ChoiceDelta.tool_calls``."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,8 @@ class ChoiceDelta:
     text: str = ""
     finish_reason: FinishReason | None = None
     logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    """Pieces of tool calls (see ``ToolCallDelta``); a choice that made calls ends with ``tool_calls``."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +203,9 @@ def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
             acc = by_index.get(delta.index)
             if acc is None:
                 by_index[delta.index] = replace(
-                    delta, logprobs=None if delta.logprobs is None else list(delta.logprobs)
+                    delta,
+                    logprobs=None if delta.logprobs is None else list(delta.logprobs),
+                    tool_calls=None if delta.tool_calls is None else merge_tool_calls([], delta.tool_calls),
                 )
                 continue
             acc.text += delta.text
@@ -189,6 +213,8 @@ def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
                 acc.finish_reason = delta.finish_reason
             if delta.logprobs is not None:
                 acc.logprobs = (acc.logprobs or []) + delta.logprobs
+            if delta.tool_calls is not None:
+                acc.tool_calls = merge_tool_calls(acc.tool_calls or [], delta.tool_calls)
         if chunk.usage is not None:
             usage = chunk.usage
         if chunk.pooled is not None:

@@ -36,6 +36,7 @@ from backends.openai_wire import (
     request_body,
     whole_as_events,
 )
+from backends.tool_stream import refuse_tools_and_constraints
 from backends.upstream_errors import Misconfigured, Secrets, read_error_body, status_error, transport_error
 from backends.upstream_usage import TokenCounter
 
@@ -166,6 +167,7 @@ class OpenAIUpstreamBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         client = self._require_client()
+        refuse_tools_and_constraints(request, "openai_upstream")
         path, body = request_body(request, self.options.model, self.options.continuous_usage)
         chat = isinstance(request.prompt, ChatPrompt)
         answer = Answer(request.prompt, request.sampling.n, self._counter)

@@ -8,21 +8,55 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from backends.base import ChatPrompt, Prompt, TextPrompt, TokenPrompt
+from backends.base import ChatMessage, ChatPrompt, Prompt, TextPrompt, TokenPrompt
 from backends.errors import ContextLengthExceeded, InvalidRequest
 
 T = TypeVar("T")
 
 
+def _arguments(text: str) -> Any:
+    # Templates write arguments with ``| tojson`` (Qwen, Llama 3.1, GLM-4): hand them the object, as
+    # vLLM's server does; text that is not JSON stays text.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def template_message(message: ChatMessage) -> dict[str, Any]:
+    """One message as Hugging Face chat templates read it (tool calls and tool results included)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": _arguments(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def template_inputs(prompt: ChatPrompt) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The messages and tools a chat template renders (tools None when the request has none)."""
+    messages = [template_message(m) for m in prompt.messages]
+    tools = [t.openai_dict() for t in prompt.tools] or None
+    return messages, tools
+
+
 def render_prompt(tokenizer: Any, prompt: Prompt, vocab_size: int) -> list[int]:
     """The prompt's token ids: chats through the chat template, texts encoded, token ids checked."""
     if isinstance(prompt, ChatPrompt):
-        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        messages, tools = template_inputs(prompt)
         ids = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False
         )
         return list(ids)
     if isinstance(prompt, TextPrompt):

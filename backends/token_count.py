@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import ChatPrompt, Prompt, TextPrompt, TokenPrompt
+from backends.prompting import template_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class PromptCounter:
     """Counts a prompt's tokens as the engine will see them."""
 
     count: Callable[[str], int] = byte_count
-    render_chat: Callable[[list[dict[str, str]]], str] | None = None
+    render_chat: Callable[[list[dict[str, Any]], list[dict[str, Any]] | None], str] | None = None
 
     def prompt_tokens(self, prompt: Prompt) -> int:
         if isinstance(prompt, TokenPrompt):
@@ -40,13 +41,19 @@ class PromptCounter:
         if isinstance(prompt, TextPrompt):
             return self.count(prompt.text) + 1
         assert isinstance(prompt, ChatPrompt)
-        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        messages, tools = template_inputs(prompt)
         if self.render_chat is not None:
             try:
-                return self.count(self.render_chat(messages))
+                return self.count(self.render_chat(messages, tools))
             except Exception as exc:  # a template this renderer cannot run: fall back to the bound
                 logger.warning("chat template render failed error=%s", type(exc).__name__)
-        return sum(byte_count(m["content"]) + FALLBACK_PER_MESSAGE for m in messages) + FALLBACK_PER_MESSAGE
+        extra = sum(byte_count(json.dumps(t)) for t in tools or ())
+        extra += sum(byte_count(json.dumps(m["tool_calls"])) for m in messages if "tool_calls" in m)
+        return (
+            sum(byte_count(m["content"]) + FALLBACK_PER_MESSAGE for m in messages)
+            + FALLBACK_PER_MESSAGE
+            + extra
+        )
 
 
 def _chat_template(folder: Path, config: dict[str, Any]) -> str | None:
@@ -61,6 +68,20 @@ def _token_text(value: object) -> str:
     if isinstance(value, dict):
         return str(value.get("content", ""))
     return "" if value is None else str(value)
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: Any = None,
+    sort_keys: bool = False,
+) -> str:
+    """transformers' ``tojson`` (plain ``json.dumps``, key order kept, no HTML escaping), which chat
+    templates use to write tools and call arguments; Jinja's own sorts keys and escapes ``<``."""
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def load_prompt_counter(weights_path: Path | str) -> PromptCounter:
@@ -88,12 +109,13 @@ def load_prompt_counter(weights_path: Path | str) -> PromptCounter:
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
+    env.filters["tojson"] = _tojson
     template = env.from_string(template_source)
     specials = {
         name: _token_text(config.get(name)) for name in ("bos_token", "eos_token", "unk_token", "pad_token")
     }
 
-    def render(messages: list[dict[str, str]]) -> str:
-        return template.render(messages=messages, add_generation_prompt=True, **specials)
+    def render(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+        return template.render(messages=messages, tools=tools, add_generation_prompt=True, **specials)
 
     return PromptCounter(count=count, render_chat=render)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, ModelSpec, PoolingRequest, Usage
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
+from backends.tool_stream import refuse_tools_and_constraints
 from backends.transformers_pooling import SentenceTransformersPooling
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class TransformersBackend:
             self._engine = None
 
     def _validate(self, request: GenerationRequest) -> None:
+        refuse_tools_and_constraints(request, "transformers")
         sampling = request.sampling
         if sampling.n > self.options.max_batch_size:
             raise InvalidRequest(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import Prompt, TextPrompt, TokenPrompt
+from backends.prompting import template_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class TokenCounter:
     def __init__(
         self,
         tokenizer: Any | None = None,
-        render_chat: Callable[[list[dict[str, str]]], str] | None = None,
+        render_chat: Callable[[list[dict[str, Any]], list[dict[str, Any]] | None], str] | None = None,
         fallback: Callable[[Prompt], int] | None = None,
     ) -> None:
         self._tokenizer = tokenizer
@@ -66,9 +67,9 @@ class TokenCounter:
             if isinstance(prompt, TextPrompt):
                 return self.count(prompt.text, special_tokens=True)
             if self._render_chat is not None:
-                messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+                messages, tools = template_inputs(prompt)
                 with contextlib.suppress(Exception):  # a template this renderer cannot run: the bound below
-                    return self.count(self._render_chat(messages))
+                    return self.count(self._render_chat(messages, tools))
         if self._fallback is not None:
             return self._fallback(prompt)
         text = prompt.text if isinstance(prompt, TextPrompt) else "".join(m.content for m in prompt.messages)

@@ -9,6 +9,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
@@ -29,6 +30,8 @@ from backends.base import (
 from backends.chips import ChipUnavailable
 from backends.errors import BackendUnavailable, EngineDead, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
+from backends.tool_stream import ToolCallChoices, decoding_constraint, needs_stream
+from backends.tools import StructuredOutput
 from backends.vllm_attention import attention_backend
 from backends.vllm_pooling import embed, rerank
 
@@ -59,6 +62,14 @@ class VLLMOptions(BaseModel):
     max_logprobs: int = Field(default=20, ge=0, description="Largest top_logprobs accepted.")
     cpu_reserved_cores: int = Field(
         default=0, ge=0, description="CPU only: cores vLLM keeps free of its worker threads."
+    )
+    compact_json: bool = Field(
+        default=True,
+        description=(
+            "Constrained JSON (response_format, forced tool calls) without whitespace between tokens. "
+            "vLLM sets this per engine, not per request. With whitespace allowed, small models loop on "
+            "blank lines inside objects until max_tokens (SmolLM2 on a zero-argument call)."
+        ),
     )
     attention_backend: str | None = Field(
         default=None,
@@ -94,6 +105,24 @@ def _engine_death_as(error: EngineDead) -> Iterator[None]:
         yield
     except EngineDeadError as exc:
         raise error from exc
+
+
+async def _refusing_bad_constraints(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The engine's outputs; a constraint vLLM refuses (a schema feature its grammar backend cannot
+    enforce) is a 400 naming vLLM's reason, raised before the first chunk."""
+    from vllm.exceptions import VLLMClientError
+
+    first = True
+    try:
+        async for output in stream:
+            first = False
+            yield output
+    except (ValueError, VLLMClientError) as exc:
+        if not first:
+            raise
+        raise InvalidRequest(
+            f"The requested output constraint cannot be enforced: {exc}", param="response_format"
+        ) from exc
 
 
 class VLLMBackend:
@@ -164,12 +193,35 @@ class VLLMBackend:
 
     async def start(self) -> None:
         self._set_platform_env()
+        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.engine_kwargs()))
+        args = AsyncEngineArgs(**self.engine_kwargs())
+        # xgrammar always (never a silent fallback to another grammar library): a schema feature it
+        # cannot enforce is refused with a 400 naming it.
+        args.structured_outputs_config = StructuredOutputsConfig(
+            backend="xgrammar", disable_any_whitespace=self.options.compact_json
+        )
+        self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
         self._renderer = PromptRenderer(self._tokenizer, len(self._tokenizer))
+        if self.spec.task == "chat":  # a pooling model generates nothing to constrain
+            await self._warm_structured_outputs()
+
+    async def _warm_structured_outputs(self) -> None:
+        """Build xgrammar's view of the vocabulary now, with one one-token constrained request, rather than
+        in the first structured request: on a loaded 2-core machine that first request spent over 30 s
+        silent (the catalog's stall limit) where later ones start in a second."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params = SamplingParams(max_tokens=1, structured_outputs=StructuredOutputsParams(json_object=True))
+        prompt = {"prompt_token_ids": [self._tokenizer.eos_token_id or 0]}
+        started = time.perf_counter()
+        async for _ in self._engine.generate(prompt, params, "maas-structured-outputs-warmup"):
+            pass
+        logger.info("structured outputs ready seconds=%.1f", time.perf_counter() - started)
 
     async def check_health(self) -> None:
         if self._engine is None:
@@ -186,9 +238,11 @@ class VLLMBackend:
 
     # -- request path -------------------------------------------------------------------------
 
-    def _sampling_params(self, sampling: SamplingOptions, max_tokens: int) -> Any:
+    def _sampling_params(
+        self, sampling: SamplingOptions, max_tokens: int, structured: StructuredOutput | None = None
+    ) -> Any:
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         if sampling.logprobs is not None and sampling.logprobs > self.options.max_logprobs:
             raise InvalidRequest(
@@ -207,6 +261,11 @@ class VLLMBackend:
             logprobs=sampling.logprobs,
             ignore_eos=sampling.ignore_eos,
             output_kind=RequestOutputKind.DELTA,
+            structured_outputs=None
+            if structured is None
+            else StructuredOutputsParams(
+                json=structured.json_schema, json_object=True if structured.json_object else None
+            ),
         )
 
     def _logprobs(self, token_ids: Any, entries: Any, k: int) -> list[TokenLogprob]:
@@ -258,29 +317,31 @@ class VLLMBackend:
         assert self._engine is not None and self._renderer is not None
         prompt_ids = await self._renderer.render(request.prompt)
         max_tokens = completion_budget(self.max_model_len, len(prompt_ids), request.sampling.max_tokens)
-        params = self._sampling_params(request.sampling, max_tokens)
+        params = self._sampling_params(request.sampling, max_tokens, decoding_constraint(request))
         k = request.sampling.logprobs
+        tools = None
+        if request.tools is not None and needs_stream(request.tools):
+            tools = ToolCallChoices(request.tools, self._tokenizer, whole=request.whole)
         generated: dict[int, int] = {}
         cached = 0
         stream = self._engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
         with _engine_death_as(EngineDead(ENGINE_DEAD)):
             async with contextlib.aclosing(stream):
-                async for output in stream:
+                async for output in _refusing_bad_constraints(stream):
                     deltas = []
                     for completion in output.outputs:
                         generated[completion.index] = generated.get(completion.index, 0) + len(
                             completion.token_ids
                         )
-                        deltas.append(
-                            ChoiceDelta(
-                                index=completion.index,
-                                text=completion.text,
-                                finish_reason=_finish_reason(completion.finish_reason),
-                                logprobs=None
-                                if k is None or completion.logprobs is None
-                                else self._logprobs(completion.token_ids, completion.logprobs, k),
-                            )
+                        delta = ChoiceDelta(
+                            index=completion.index,
+                            text=completion.text,
+                            finish_reason=_finish_reason(completion.finish_reason),
+                            logprobs=None
+                            if k is None or completion.logprobs is None
+                            else self._logprobs(completion.token_ids, completion.logprobs, k),
                         )
+                        deltas.append(delta if tools is None else tools.apply(delta, completion.token_ids))
                     cached = output.num_cached_tokens or cached  # vLLM may report it on the first output only
                     usage = Usage(len(prompt_ids), sum(generated.values()), cached)
                     yield GenerationChunk(choices=deltas, usage=usage)

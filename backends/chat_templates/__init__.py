@@ -4,8 +4,9 @@ Pure Python (no torch): the catalog validates template names with it, and the ti
 (``backends.model_sources``) writes a template and its tokens into the checkpoints it builds.
 
 Each template renders exactly what the family's official Hugging Face template renders for plain-text
-conversations (system, user and assistant turns, ``add_generation_prompt``); each file's header says where
-that format is documented. BLOOM has no template of its own; ``bloom.jinja`` documents ours.
+conversations (system, user and assistant turns, ``add_generation_prompt``), and where the header says so,
+tools, tool calls and tool results; each file's header says where that format is documented. BLOOM has no
+template of its own; ``bloom.jinja`` documents ours.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class ChatTemplate:
     stop_tokens: tuple[str, ...]
     special_tokens: tuple[str, ...] = ()
     plain_tokens: tuple[str, ...] = ()
+    tool_parser: str | None = None
+    """vLLM's tool parser for the calls this template renders (None: the template has no tool format)."""
 
     @property
     def eos_token(self) -> str:
@@ -70,6 +73,9 @@ TEMPLATES: dict[str, ChatTemplate] = {
             bos_token=None,
             stop_tokens=("<|im_end|>", "<|endoftext|>"),
             special_tokens=(*_CHATML, "<|endoftext|>"),
+            # Single (non-special) tokens in Qwen's vocabulary, so decoding keeps them for the parser.
+            plain_tokens=("<tool_call>", "</tool_call>"),
+            tool_parser="hermes",
         ),
         ChatTemplate(
             name="qwen3",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Request, Response
 
+from backends.tools import StructuredOutput, ToolPlan
 from gateway.api.deps import Authenticated, get_model_router, parse_body
 from gateway.api.generation import Call, new_request_id, run_call
 from gateway.api.openapi_bodies import json_body
+from gateway.catalog.routing import RoutedModel
+from gateway.errors import InvalidRequest
 from gateway.protocol.requests import ChatCompletionRequest
 from gateway.protocol.responses import ChatFormatter
 from gateway.streaming import StreamEncoder
@@ -14,21 +19,50 @@ from gateway.streaming import StreamEncoder
 router = APIRouter()
 
 
+def with_tool_parser(
+    plan: ToolPlan | None, structured: StructuredOutput | None, model: RoutedModel
+) -> ToolPlan | None:
+    """The plan with the model's tool parser, or a 400 when the model lacks what the request needs:
+    ``auto`` needs a tool format; ``required``, named choices and response formats need constrained
+    decoding (which every family has on a vLLM deployment)."""
+    needs_constraints = structured is not None or (plan is not None and plan.choice != "none")
+    if needs_constraints and not model.constrained_decoding:
+        raise InvalidRequest(
+            f"The model `{model.name}` is not served by a backend that enforces tools or response_format "
+            "(see its capabilities in /v1/models).",
+            param="response_format" if structured is not None else "tools",
+        )
+    if plan is None:
+        return None
+    if plan.choice == "auto" and model.tool_parser is None:
+        raise InvalidRequest(
+            f"The model `{model.name}` has no tool-call format, so tool_choice 'auto' is not supported "
+            "for it; use tool_choice 'required' or name a function.",
+            param="tool_choice",
+        )
+    return replace(plan, parser=model.tool_parser)
+
+
 @router.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
 async def create_chat_completion(request: Request, principal: Authenticated) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     if (problem := body.unsupported()) is not None:
         raise problem
+    tools = body.tool_plan()
+    structured = body.structured()
     model = get_model_router(request).resolve(body.model)
+    tools = with_tool_parser(tools, structured, model)
     request_id = new_request_id("chatcmpl")
     formatter = ChatFormatter(request_id, model.name, body.n, reasoning=model.reasoning is not None)
     call = Call(
         endpoint="chat.completions",
         principal=principal,
         model=model,
-        prompt=body.prompt(),
+        prompt=body.prompt(tools),
         sampling=body.sampling(),
         stream=body.stream,
+        structured=structured,
+        tools=tools,
     )
     encoder = StreamEncoder(
         preamble=formatter.role_chunk(),

@@ -23,6 +23,7 @@ from backends.base import (
     Task,
     TextPrompt,
 )
+from backends.tools import StructuredOutput, ToolPlan
 from gateway.api.deps import get_admission, get_ledger, get_metrics, get_model_gates, get_utilization
 from gateway.billing.admission import Admission
 from gateway.billing.metering import Meter, Progress
@@ -58,6 +59,8 @@ class Call:
     sampling: SamplingOptions = SamplingOptions()
     stream: bool = False
     pooling: PoolingRequest | None = None
+    structured: StructuredOutput | None = None
+    tools: ToolPlan | None = None
 
     @property
     def task(self) -> Task:
@@ -151,7 +154,12 @@ async def run_call(
     )
     await admit(call, admission, meter)
     generation: EngineRequest = call.pooling or GenerationRequest(
-        request_id=request_id, prompt=call.prompt, sampling=call.sampling, whole=not call.stream
+        request_id=request_id,
+        prompt=call.prompt,
+        sampling=call.sampling,
+        whole=not call.stream,
+        structured=call.structured,
+        tools=call.tools,
     )
     gate = get_model_gates(request).gate(call.model.name, call.model.capacity, call.model.max_queued)
     # The slot is taken (or refused) at the first chunk, before the answer starts: see billing.overload.

@@ -22,6 +22,13 @@ def _card(model: RoutedModel) -> dict[str, Any]:
         "context_length": model.context_length,
         "task": model.task,
         "aliases": list(model.aliases),
+        # What a request may ask of this model; one that needs what is missing is refused with a 400.
+        "capabilities": {
+            "tools": model.constrained_decoding,
+            "tool_choice_auto": model.tool_parser is not None,
+            "json_schema": model.constrained_decoding,
+            "logprobs": True,
+        },
         "pricing": {
             "input_per_million": float(model.pricing.input_per_million),
             "output_per_million": float(model.pricing.output_per_million),

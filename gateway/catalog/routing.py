@@ -36,6 +36,10 @@ class RoutedModel:
     """What the model serves: chat and text completions, embeddings, or rerank."""
     prompt_counter: PromptCounter = PromptCounter()
     reasoning: str | None = None
+    tool_parser: str | None = None
+    """vLLM's tool parser for the model's tool-call format (None: the model has none; ``auto`` refused)."""
+    constrained_decoding: bool = False
+    """All its deployments enforce JSON schemas while decoding (response_format, forced tool choices)."""
     capacity: int = 256
     """Requests the model's replicas take at once, all deployments together."""
     max_queued: int = 256
@@ -63,6 +67,8 @@ class RoutedModel:
             task=entry.task,
             prompt_counter=prompt_counter,
             reasoning=entry.reasoning,
+            tool_parser=entry.tool_format if entry.constrained_decoding else None,
+            constrained_decoding=entry.constrained_decoding,
             capacity=sum(d.capacity for d in entry.deployments),
             max_queued=sum(d.queue_limit for d in entry.deployments),
             stall_timeout_s=max(d.stall_timeout_s for d in entry.deployments),

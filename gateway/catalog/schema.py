@@ -132,6 +132,10 @@ class Pricing(Strict):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.")
 
 
+CONSTRAINED_BACKENDS = frozenset({"vllm"})
+"""Backends whose engine enforces response_format and forced tool choices (vLLM's structured outputs)."""
+
+
 class ModelEntry(Strict):
     """One model callers can ask for by name or alias."""
 
@@ -163,6 +167,16 @@ class ModelEntry(Strict):
     reasoning: Literal["deepseek_r1"] | None = Field(
         default=None, description="Return <think>…</think> output as reasoning_content (DeepSeek-R1 style)."
     )
+    tool_parser: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_]+$",
+        description=(
+            "The vLLM tool parser that reads this model's tool-call format for tool_choice 'auto' (hermes "
+            "for Qwen's <tool_call> blocks, llama3_json, deepseek_v3, glm45, ...); default: the one of its "
+            "chat_template, if that template renders tools. Without one, 'auto' is refused with a 400; "
+            "'required' and named tool choices work on every model through constrained decoding."
+        ),
+    )
     deployments: list[Deployment] = Field(
         min_length=1,
         description="Where the model runs (the runtime serves the first; placement among all is in "
@@ -171,6 +185,18 @@ class ModelEntry(Strict):
     routing: Routing = Field(
         default_factory=Routing, description="How requests are placed among the deployments."
     )
+
+    @property
+    def constrained_decoding(self) -> bool:
+        """Every deployment's backend enforces JSON schemas while decoding (today: vLLM's)."""
+        return all(d.backend in CONSTRAINED_BACKENDS for d in self.deployments)
+
+    @property
+    def tool_format(self) -> str | None:
+        """The tool parser for ``auto``: the entry's own, else its chat template's (None: no format)."""
+        if self.tool_parser is not None:
+            return self.tool_parser
+        return TEMPLATES[self.chat_template].tool_parser if self.chat_template in TEMPLATES else None
 
     @model_validator(mode="after")
     def _chat_template_known(self) -> ModelEntry:

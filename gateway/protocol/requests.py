@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,8 +13,18 @@ from backends.base import (
     SamplingOptions,
     TextPrompt,
     TokenPrompt,
+    ToolCall,
 )
+from backends.tools import StructuredOutput, ToolPlan
 from gateway.errors import InvalidRequest
+from gateway.protocol.tools import (
+    MessageToolCall,
+    ResponseFormat,
+    ToolChoice,
+    ToolDefinition,
+    structured_output,
+    tool_plan,
+)
 
 MAX_N = 16
 MAX_STOP = 16
@@ -34,9 +44,11 @@ class TextPart(BaseModel):
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
 
     def to_backend(self) -> ChatMessage:
         if isinstance(self.content, list):
@@ -44,7 +56,11 @@ class Message(BaseModel):
         else:
             text = self.content or ""
         role = "system" if self.role == "developer" else self.role
-        return ChatMessage(role=role, content=text)
+        calls = tuple(
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+            for c in self.tool_calls or ()
+        )
+        return ChatMessage(role=role, content=text, tool_calls=calls, tool_call_id=self.tool_call_id)
 
 
 class StreamOptions(BaseModel):
@@ -115,8 +131,10 @@ class ChatCompletionRequest(_SamplingFields):
     max_completion_tokens: TokenCount | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
-    tools: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ChatCompletionRequest:
@@ -125,20 +143,45 @@ class ChatCompletionRequest(_SamplingFields):
         return self
 
     def unsupported(self) -> InvalidRequest | None:
-        if self.tools:
-            return InvalidRequest("Tool calling is not supported by this gateway yet.", param="tools")
-        if self.response_format and self.response_format.get("type", "text") != "text":
-            return InvalidRequest(
-                "Only response_format of type 'text' is supported.", param="response_format"
-            )
-        return None
+        return _unanswered_tool_messages(self.messages)
 
-    def prompt(self) -> Prompt:
-        return ChatPrompt(messages=tuple(m.to_backend() for m in self.messages))
+    def tool_plan(self) -> ToolPlan | None:
+        """The tools and tool choice (400s for bad tool definitions or choices)."""
+        return tool_plan(self.tools, self.tool_choice, self.parallel_tool_calls)
+
+    def structured(self) -> StructuredOutput | None:
+        """``response_format`` as a decoding constraint (400 for a schema that is not a JSON schema)."""
+        return structured_output(self.response_format)
+
+    def prompt(self, plan: ToolPlan | None = None) -> Prompt:
+        return ChatPrompt(
+            messages=tuple(m.to_backend() for m in self.messages), tools=plan.tools if plan else ()
+        )
 
     def sampling(self) -> SamplingOptions:
         logprobs = (self.top_logprobs or 0) if self.logprobs else None
         return self._sampling(self.max_completion_tokens or self.max_tokens, logprobs)
+
+
+def _unanswered_tool_messages(messages: list[Message]) -> InvalidRequest | None:
+    """A ``tool`` message must answer a call an earlier assistant message made (OpenAI's rule)."""
+    called: set[str] = set()
+    for i, message in enumerate(messages):
+        if message.role == "assistant":
+            called.update(c.id for c in message.tool_calls or ())
+        elif message.role == "tool":
+            if message.tool_call_id is None:
+                return InvalidRequest(
+                    f"Invalid value for 'messages[{i}]': a message with role 'tool' needs 'tool_call_id'.",
+                    param=f"messages[{i}].tool_call_id",
+                )
+            if message.tool_call_id not in called:
+                return InvalidRequest(
+                    f"Invalid parameter: messages with role 'tool' must be a response to a preceding "
+                    f"message with 'tool_calls'; no call has the id '{message.tool_call_id}'.",
+                    param=f"messages[{i}].tool_call_id",
+                )
+    return None
 
 
 class CompletionRequest(_SamplingFields):

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from backends.base import ChoiceDelta, GenerationChunk, TokenLogprob, Usage
+from backends.tools import ToolCallDelta
 from gateway.protocol.reasoning import ThinkSplitter, split_reasoning
 
 Json = dict[str, Any]
@@ -64,6 +65,18 @@ def completion_logprobs(items: list[TokenLogprob] | None, text_offset: int) -> J
     }
 
 
+def tool_call_piece(piece: ToolCallDelta) -> Json:
+    """One ``delta.tool_calls`` item as OpenAI streams it: id, type and name on a call's first piece."""
+    if piece.id is None and piece.name is None:
+        return {"index": piece.index, "function": {"arguments": piece.arguments}}
+    return {
+        "index": piece.index,
+        "id": piece.id,
+        "type": "function",
+        "function": {"name": piece.name, "arguments": piece.arguments},
+    }
+
+
 class ChatFormatter:
     """Builds ``chat.completion`` bodies and ``chat.completion.chunk`` events for one request.
 
@@ -77,13 +90,31 @@ class ChatFormatter:
         self.n = n
         self._splitters: dict[int, ThinkSplitter] | None = {} if reasoning else None
 
-    def _message(self, text: str) -> Json:
+    def _message(self, choice: ChoiceDelta) -> Json:
         if self._splitters is None:
-            return {"role": "assistant", "content": text}
-        reasoning, content = split_reasoning(text)
-        return {"role": "assistant", "content": content, "reasoning_content": reasoning or None}
+            message: Json = {"role": "assistant", "content": choice.text}
+        else:
+            reasoning, content = split_reasoning(choice.text)
+            message = {"role": "assistant", "content": content, "reasoning_content": reasoning or None}
+        if choice.tool_calls:
+            message["content"] = message["content"] or None
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in choice.tool_calls
+            ]
+        return message
 
     def _delta(self, delta: ChoiceDelta) -> Json:
+        body = self._text_delta(delta)
+        if delta.tool_calls:
+            body["tool_calls"] = [tool_call_piece(piece) for piece in delta.tool_calls]
+        return body
+
+    def _text_delta(self, delta: ChoiceDelta) -> Json:
         if self._splitters is None:
             return {"content": delta.text} if delta.text else {}
         splitter = self._splitters.setdefault(delta.index, ThinkSplitter())
@@ -114,7 +145,7 @@ class ChatFormatter:
         choices = [
             {
                 "index": c.index,
-                "message": self._message(c.text),
+                "message": self._message(c),
                 "logprobs": chat_logprobs(c.logprobs),
                 "finish_reason": c.finish_reason,
             }

@@ -173,3 +173,58 @@ def test_yi_opens_the_assistant_turn_even_without_a_generation_prompt() -> None:
 def test_unknown_template_name_lists_the_shipped_ones() -> None:
     with pytest.raises(UnknownChatTemplate, match="llama3"):
         get_template("chatml")
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TOOL_CONVERSATION = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+]
+TOOLS_GOLDEN: dict[str, str] = {
+    # Qwen2.5 Instruct: the chat_template of Qwen/Qwen2.5-7B-Instruct and the Qwen docs' "Function Calling"
+    # page (tools as JSON lines in <tools></tools> in the system turn, default system prompt kept, calls in
+    # <tool_call> blocks, results as <tool_response> in a user turn).
+    "qwen2_5": (
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n"
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+        '{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", '
+        '"parameters": {"type": "object", "properties": {"city": {"type": "string"}}, '
+        '"required": ["city"]}}}\n'
+        "</tools>\n\nFor each function call, return a json object with function name and arguments within "
+        "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
+        '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+        "</tool_call><|im_end|>\n"
+        "<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS_GOLDEN))
+def test_template_renders_tools_calls_and_results_as_the_official_template(name: str) -> None:
+    assert render(name, TOOL_CONVERSATION, tools=[WEATHER_TOOL]) == TOOLS_GOLDEN[name]
+
+
+def test_templates_with_a_tool_parser_are_the_ones_with_a_tool_golden_string() -> None:
+    assert {t.name for t in TEMPLATES.values() if t.tool_parser} == set(TOOLS_GOLDEN)

@@ -204,3 +204,31 @@ def test_a_backend_without_pooling_cannot_serve_embed_models(write_catalog: Call
     for backend in ("vllm", "transformers"):
         data = with_model(task="embed", deployments=[{"backend": backend}])
         assert load_catalog(write_catalog(data)).models[0].task == "embed"
+
+
+def test_tool_format_comes_from_the_template_and_needs_constrained_decoding(
+    write_catalog: Callable[[object], Path],
+) -> None:
+    from backends.token_count import PromptCounter
+    from gateway.catalog.routing import RoutedModel
+    from tests.gateway.conftest import NoClient
+
+    def routed(**fields: object) -> RoutedModel:
+        data = copy.deepcopy(VALID)
+        data["models"][0].update(fields)
+        entry = load_catalog(write_catalog(data)).models[0]
+        return RoutedModel.from_entry(
+            entry, client=NoClient(), deployment="d", prompt_counter=PromptCounter()
+        )
+
+    qwen = routed(chat_template="qwen2_5")
+    assert qwen.tool_parser == "hermes" and qwen.constrained_decoding
+    assert routed(chat_template="yi").tool_parser is None  # Yi's template has no tool format
+    assert routed(chat_template="yi", tool_parser="hermes").tool_parser == "hermes"
+    upstream = routed(
+        chat_template="qwen2_5",
+        deployments=[
+            {"backend": "openai_upstream", "engine": {"base_url": "http://127.0.0.1:9/v1", "model": "q"}}
+        ],
+    )
+    assert upstream.tool_parser is None and not upstream.constrained_decoding

@@ -70,12 +70,6 @@ def test_out_of_range_or_wrong_typed_chat_fields_are_rejected(patch: dict[str, o
         ChatCompletionRequest.model_validate({**BASE, **patch})
 
 
-def test_tools_are_reported_as_unsupported_not_ignored() -> None:
-    body = ChatCompletionRequest.model_validate({**BASE, "tools": [{"type": "function"}]})
-    problem = body.unsupported()
-    assert problem is not None and problem.param == "tools"
-
-
 def test_completion_prompt_forms() -> None:
     assert isinstance(CompletionRequest(model="m", prompt="x").to_prompt(), TextPrompt)
     assert isinstance(CompletionRequest(model="m", prompt=["x"]).to_prompt(), TextPrompt)

@@ -42,3 +42,45 @@ def test_completion_logprob_offsets_follow_the_text() -> None:
     assert first is not None and second is not None
     assert first["choices"][0]["logprobs"]["text_offset"] == [0, 1]
     assert second["choices"][0]["logprobs"]["text_offset"] == [2]
+
+
+def test_tool_calls_in_a_whole_answer_and_in_stream_chunks() -> None:
+    from backends.tools import ToolCallDelta
+
+    formatter = ChatFormatter("id", "m", 1)
+    call = ToolCallDelta(0, "call_1", "get_weather", '{"city": "Paris"}')
+    body = formatter.completion(
+        GenerationChunk([ChoiceDelta(0, "", "tool_calls", tool_calls=[call])], Usage(1, 1))
+    )
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    }
+    first = formatter.delta_chunk(
+        [ChoiceDelta(0, tool_calls=[ToolCallDelta(0, "call_1", "get_weather", "")])]
+    )
+    more = formatter.delta_chunk(
+        [ChoiceDelta(0, finish_reason="tool_calls", tool_calls=[ToolCallDelta(0, arguments="{}")])]
+    )
+    assert first is not None and more is not None
+    assert first["choices"][0]["delta"] == {
+        "tool_calls": [
+            {
+                "index": 0,
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": ""},
+            }
+        ]
+    }
+    assert more["choices"][0]["delta"] == {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}
+    assert more["choices"][0]["finish_reason"] == "tool_calls"
