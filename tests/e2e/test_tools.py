@@ -17,7 +17,6 @@ import openai
 import pytest
 
 from tests.e2e.conftest import MODEL, Gateway
-from tests.e2e.test_metering import usage_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -124,7 +123,7 @@ def test_a_tool_result_fed_back_gets_an_answer_and_the_ledger_bills_the_tools(ga
     # The tool call and its result are in the prompt the engine saw (and billed).
     assert second.usage is not None and first.usage is not None
     assert second.usage.prompt_tokens > first.usage.prompt_tokens
-    [row] = usage_rows(gateway, key)
+    [row] = gateway.usage_rows(key)
     assert row["requests"] == 2
     assert row["prompt_tokens"] == first.usage.prompt_tokens + second.usage.prompt_tokens
     assert row["completion_tokens"] == first.usage.completion_tokens + second.usage.completion_tokens
