@@ -132,11 +132,12 @@ async def _faults(
         kind = rng.choice(["kill_replica", "kill_engine", "hang_engine", "leave_burst"])
         at = time.monotonic()
         if kind == "kill_replica":
-            for proc in _processes(root, ("ServeReplica:model-",))[:1]:
+            for proc in _processes(root, (f"ServeReplica:model-{MODEL}:",))[:1]:
                 proc.send_signal(signal.SIGKILL)
         elif kind == "kill_engine":
-            for proc in _processes(root, ("VLLM::EngineCore",))[:1]:
-                proc.send_signal(signal.SIGKILL)
+            for replica in _processes(root, (f"ServeReplica:model-{MODEL}:",))[:1]:
+                for proc in _processes(replica.pid, ("VLLM::EngineCore",))[:1]:
+                    proc.send_signal(signal.SIGKILL)
         elif kind == "hang_engine":
             engines = [
                 engine
