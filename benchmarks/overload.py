@@ -66,7 +66,9 @@ async def _quiet(
 async def _flood(base_url: str, key: str, clients: int, until: float) -> tuple[Counter[int], list[float]]:
     statuses: Counter[int] = Counter()
     refusals: list[float] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # A fresh connection per request: a kept-alive one waiting out a long Retry-After can be closed by the
+    # server just as it is reused (an httpx ReadError that ended a run).
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=0)
 
     async def one(client: httpx.AsyncClient, worker: int) -> None:
         i = 0

@@ -7,8 +7,9 @@ import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import (
@@ -44,6 +45,7 @@ from gateway.tenancy.audit import AuditLog
 from gateway.tenancy.keystore import KeyStore
 
 logger = logging.getLogger(__name__)
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned (never sent)
 
 
 def _error_response(error: OpenAIError) -> JSONResponse:
@@ -63,6 +65,12 @@ async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return _error_response(openai_error(InvalidRequest(str(exc))))
+
+
+async def _on_client_gone(_: Request, exc: Exception) -> Response:
+    # The client left before its request was read: nobody to answer, nothing served or billed.
+    logger.info("client left before its request was read")
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -130,6 +138,7 @@ def build_app(
     app.add_exception_handler(ServiceError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_gone)
     app.add_exception_handler(Exception, _on_unexpected)
     for module in (
         chat_completions,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Annotated, Any, TypeVar
 
@@ -89,14 +88,11 @@ async def authenticate(request: Request) -> Principal:
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
-    keystore = get_keystore(request)
-    hit, principal = keystore.cached(secret)
-    if not hit:  # a database round trip: off the event loop, so a slow database stalls only this caller
-        try:
-            principal = await asyncio.to_thread(keystore.authenticate, secret)
-        except Exception as exc:
-            logger.warning("key store unreachable error=%s", type(exc).__name__)
-            raise KeysUnavailable("API keys cannot be checked right now; retry shortly.") from exc
+    try:  # a database round trip, if any, runs off the event loop: a slow database stalls only its callers
+        principal = await get_keystore(request).authenticate_async(secret)
+    except Exception as exc:
+        logger.warning("key store unreachable error=%s", type(exc).__name__)
+        raise KeysUnavailable("API keys cannot be checked right now; retry shortly.") from exc
     if principal is None:
         raise AuthenticationFailed("Incorrect API key provided.")
     return principal

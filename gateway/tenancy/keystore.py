@@ -14,6 +14,7 @@ drops its cache as soon as another announces a change, in about a database round
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -97,6 +98,7 @@ class KeyStore:
         migrate_tenancy(self.database)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._cache_seconds = cache_seconds
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}  # digest -> the lookup in flight
         self._notify = isinstance(self.database, PostgresDatabase)
         self._listener = None
         if listen and isinstance(self.database, PostgresDatabase):
@@ -200,6 +202,22 @@ class KeyStore:
         if cached is not None and cached[0] > time.monotonic():
             return True, cached[1]
         return False, None
+
+    async def authenticate_async(self, secret: str) -> Principal | None:
+        """``authenticate`` for a caller on an event loop: a cached answer at once; otherwise one database
+        lookup in a thread, which every concurrent caller with the same key awaits. (Without it, a key's
+        cached answer expiring under a few hundred requests in flight sent each of them to the thread
+        pool at once, and they queued there for most of a second.)"""
+        hit, principal = self.cached(secret)
+        if hit:
+            return principal
+        digest = hash_key(secret)
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(asyncio.to_thread(self.authenticate, secret))
+            self._lookups[digest] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(digest, None))
+        return await asyncio.shield(lookup)
 
     def authenticate(self, secret: str) -> Principal | None:
         """The principal for a valid, unrevoked, unexpired key, else None. Results are cached briefly."""

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway.api.body_limit import MAX_BODY_BYTES
+from gateway.app import build_app
+from gateway.billing.admission import Admission
+from gateway.billing.ledger import Ledger
+from gateway.billing.ledger.sqlite_store import SqliteStore
+from gateway.catalog.routing import ModelRouter
+from gateway.observability.metrics import GatewayMetrics
+from gateway.tenancy.keystore import KeyStore
 from tests.gateway.api.conftest import assert_openai_error
 
 CHAT = "/v1/chat/completions"
@@ -110,3 +118,39 @@ async def test_template_markers_in_content_are_just_text(
         CHAT, json=body(messages=[{"role": "user", "content": injected}]), headers=auth
     )
     assert_openai_error(response, 404, "model_not_found")
+
+
+async def test_a_client_that_leaves_while_its_body_is_read_is_no_server_error(
+    keystore: KeyStore, tmp_path: Path, admission: Admission, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = Ledger(SqliteStore(tmp_path / "ledger.db"))
+    app = build_app(ModelRouter(), keystore, ledger, GatewayMetrics(), admission, lambda: {"m": "RUNNING"})
+    secret = keystore.create_key("acme").secret
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {secret}".encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("gateway", 80),
+    }
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}  # gone before the body came
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    with caplog.at_level("INFO"):
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    ledger.close()
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [499]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -62,3 +63,22 @@ def test_keys_create_command_prints_the_key_as_last_line(tmp_path: Path) -> None
     key = out.strip().splitlines()[-1]
     principal = KeyStore(tmp_path / "maas.db").authenticate(key)
     assert principal is not None and principal.tenant == "acme"
+
+
+async def test_concurrent_lookups_of_one_uncached_key_share_one_database_query(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "maas.db", cache_seconds=0)  # every call misses the cache
+    secret = store.create_key("acme").secret
+    queries = 0
+    lookup = store.authenticate
+
+    def counted(key: str) -> object:
+        nonlocal queries
+        queries += 1
+        return lookup(key)
+
+    store.authenticate = counted  # type: ignore[method-assign,assignment]
+    principals = await asyncio.gather(*(store.authenticate_async(secret) for _ in range(50)))
+    assert queries == 1
+    assert {p.tenant for p in principals if p is not None} == {"acme"} and None not in principals
+    assert await store.authenticate_async(secret) is not None and queries == 2  # the next miss asks again
+    assert await store.authenticate_async("sk-maas-wrong") is None
