@@ -27,6 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 HOURS_PER_YEAR = Decimal(24 * 365)
 MILLION = Decimal(1_000_000)
+POOL_NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+"""A pool's name: a DNS label (it names Kubernetes worker groups and a Ray resource)."""
+POOL_RESOURCE_PREFIX = "maas_pool_"
+
+
+def pool_resource(pool: str) -> str:
+    """The custom Ray resource a node of ``pool`` declares (one unit) and each replica placed there asks
+    for a sliver of, so that a deployment's replicas land only on its pool's nodes."""
+    return POOL_RESOURCE_PREFIX + pool
 
 
 class ChipCost(BaseModel):
@@ -89,7 +98,9 @@ class Pool(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, description="Name deployments refer to in `pool`.")
+    name: str = Field(
+        pattern=POOL_NAME, description="Name deployments refer to in `pool` (lower case, digits, dashes)."
+    )
     kind: Literal["owned", "managed"] = Field(description="owned: bought hardware; managed: rented.")
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="Currency of the costs.")
     chips: dict[str, ChipCost] = Field(

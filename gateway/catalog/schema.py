@@ -14,7 +14,7 @@ from backends.chat_templates import TEMPLATES
 from backends.chips import BUILTIN_CHIPS, ChipKind, chip_table
 from backends.registry import BackendNotFound, load_backend_class, validate_engine_options
 from gateway.catalog.policy import Routing
-from gateway.catalog.pools import Pool, TokenCost
+from gateway.catalog.pools import POOL_NAME, Pool, TokenCost
 from gateway.catalog.weights import Strict, TinyRandomWeights, Weights
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
@@ -39,7 +39,7 @@ class Deployment(Strict):
         description="Chips each replica needs; defaults to the engine's tensor_parallel_size (or 1) on an "
         "accelerator and 0 on the CPU.",
     )
-    pool: str = Field(default="own", description="Capacity pool this deployment runs in.")
+    pool: str = Field(default="own", pattern=POOL_NAME, description="Capacity pool this deployment runs in.")
     replicas: int = Field(default=1, ge=1, le=1024, description="Number of replicas.")
     max_ongoing_requests: int = Field(
         default=256, ge=1, description="Requests one replica accepts at once before queueing."
