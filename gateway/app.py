@@ -17,6 +17,7 @@ from gateway.api import (
     admin_catalog,
     admin_chips,
     admin_keys,
+    admin_pools,
     chat_completions,
     completions,
     dashboard,
@@ -38,6 +39,7 @@ from gateway.catalog.routing import ModelRouter
 from gateway.errors import InvalidRequest, OpenAIError, ServiceError, internal_error, openai_error
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
+from gateway.placement.live import LivePlacement
 from gateway.protocol.pooling import EmbeddingBody, RerankBody, ScoreBody
 from gateway.protocol.requests import ChatCompletionRequest, CompletionRequest
 from gateway.serving.catalog_control import CatalogController
@@ -119,6 +121,7 @@ def build_app(
     model_gates: ModelGates | None = None,
     audit: AuditLog | None = None,
     drain: Drain | None = None,
+    placement: LivePlacement | None = None,
 ) -> FastAPI:
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.model_router = model_router
@@ -130,6 +133,8 @@ def build_app(
     app.state.utilization = utilization
     app.state.health_source = health_source
     app.state.model_gates = model_gates or ModelGates()
+    app.state.placement = placement or LivePlacement(on_spill=metrics.spilled)
+    app.state.started_at = time.time()
     app.state.audit = audit or AuditLog(keystore.database)  # beside the tenants and keys it is about
     app.state.drain = drain or Drain()
     app.add_middleware(BodyLimit)
@@ -151,6 +156,7 @@ def build_app(
         admin_audit,
         admin_catalog,
         admin_chips,
+        admin_pools,
         dashboard,
         health,
         prometheus,

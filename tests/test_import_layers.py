@@ -26,6 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "gateway.api",
         "gateway.protocol",
         "gateway.serving",
+        "gateway.placement",
         "gateway.observability",
         "gateway.billing",
         "gateway.tenancy",

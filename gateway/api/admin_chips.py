@@ -19,5 +19,9 @@ async def chips(request: Request, _: Admin) -> dict[str, Any]:
     runtime = controller.runtime
     cluster = await asyncio.to_thread(runtime.cluster_chips)  # a call to Ray's GCS
     return chip_report(
-        controller.catalog, runtime.statuses(), runtime.healthy_replicas(), cluster, runtime.channel_counts()
+        controller.catalog,
+        runtime.deployment_statuses(),
+        runtime.healthy_replicas(),
+        cluster,
+        runtime.channel_counts(),
     )

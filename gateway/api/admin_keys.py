@@ -30,6 +30,7 @@ class TenantBody(_Body):
     budget_tokens: Annotated[int, Field(ge=0, le=2**62)] | None = None
     budget: Annotated[Decimal, Field(ge=0, le=10**9)] | None = None  # money per period
     period: Literal["day", "month"] = "month"
+    pools: list[str] | None = None  # capacity pools its requests may be served from; None: any
 
 
 class KeyBody(_Body):
@@ -38,6 +39,7 @@ class KeyBody(_Body):
     tpm: Limit | None = None
     expires_at: datetime | None = None
     models: list[str] | None = None
+    pools: list[str] | None = None  # narrows the tenant's pools
     admin: bool = False
 
 
@@ -49,9 +51,14 @@ async def save_tenant(request: Request, operator: Admin) -> dict[str, Any]:
         nanos = None if body.budget is None else int(body.budget * 1_000_000_000)
         budget = Budget(period=body.period, tokens=body.budget_tokens, nanos=nanos)
     try:
-        get_keystore(request).set_tenant(body.name, limits=RateLimits(body.rpm, body.tpm), budget=budget)
-    except ValueError as exc:  # the key store's own checks (name length)
-        raise InvalidRequest(str(exc), param="name") from None
+        get_keystore(request).set_tenant(
+            body.name,
+            limits=RateLimits(body.rpm, body.tpm),
+            budget=budget,
+            pools=None if body.pools is None else tuple(body.pools),
+        )
+    except ValueError as exc:  # the key store's own checks (name length, pool names)
+        raise InvalidRequest(str(exc), param="pools" if "pool" in str(exc) else "name") from None
     saved = body.model_dump(mode="json")
     audit(request, operator, "tenant.saved", body.name, saved)
     return {"object": "tenant", **saved}
@@ -69,8 +76,9 @@ async def create_key(request: Request, operator: Admin) -> dict[str, Any]:
             limits=RateLimits(body.rpm, body.tpm),
             expires_at=None if body.expires_at is None else body.expires_at.timestamp(),
             models=tuple(body.models) if body.models else None,
+            pools=None if body.pools is None else tuple(body.pools),
         )
-    except ValueError as exc:  # the key store's own checks (tenant name, model names)
+    except ValueError as exc:  # the key store's own checks (tenant name, model names, pool names)
         raise InvalidRequest(str(exc)) from None
     detail = {"key_id": created.key_id, **body.model_dump(mode="json", exclude={"tenant"})}
     audit(request, operator, "key.created", created.tenant, detail)

@@ -21,6 +21,7 @@ from gateway.errors import (
 )
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
+from gateway.placement.live import LivePlacement
 from gateway.serving.catalog_control import CatalogController
 from gateway.tenancy.audit import AuditLog
 from gateway.tenancy.keystore import KeyStore, Principal
@@ -69,6 +70,11 @@ def get_admission(request: Request) -> Admission:
 def get_model_gates(request: Request) -> ModelGates:
     gates: ModelGates = request.app.state.model_gates
     return gates
+
+
+def get_placement(request: Request) -> LivePlacement:
+    placement: LivePlacement = request.app.state.placement
+    return placement
 
 
 def get_ledger(request: Request) -> Ledger:

@@ -24,14 +24,21 @@ from backends.base import (
     TextPrompt,
 )
 from backends.tools import StructuredOutput, ToolPlan
-from gateway.api.deps import get_admission, get_ledger, get_metrics, get_model_gates, get_utilization
+from gateway.api.deps import (
+    get_admission,
+    get_ledger,
+    get_metrics,
+    get_model_gates,
+    get_placement,
+    get_utilization,
+)
+from gateway.api.dispatch import Failed, dispatch
 from gateway.billing.admission import Admission
 from gateway.billing.metering import Meter, Progress
-from gateway.billing.overload import gated
 from gateway.catalog.routing import RoutedModel
-from gateway.errors import InvalidRequest, Overloaded, PermissionDenied, ServiceError, as_gateway_error
-from gateway.serving.stall import within
-from gateway.streaming import StreamEncoder, close_chunks, first_chunk, sse_stream
+from gateway.errors import InvalidRequest, Overloaded, PermissionDenied, ServiceError
+from gateway.placement.state import PlacementRequest
+from gateway.streaming import StreamEncoder, close_chunks, sse_stream
 from gateway.tenancy.keystore import Principal
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -108,6 +115,13 @@ def request_started(request: Request) -> float:
     return started
 
 
+def placement_request(call: Call) -> PlacementRequest:
+    """What placement weighs of ``call``: its tokens (prices) and the pools its caller may use."""
+    prompt = call.prompt_tokens() if len(call.model.routes) > 1 else 0
+    output = 0 if call.pooling is not None else (call.sampling.max_tokens or 256) * call.sampling.n
+    return PlacementRequest(prompt, output, allowed_pools=call.principal.pools)
+
+
 async def admit(call: Call, admission: Admission, meter: Meter) -> None:
     """Reserve the call's estimate against its key's and tenant's limits, or refuse it (429)."""
     if not admission.needed(call.principal):
@@ -161,27 +175,36 @@ async def run_call(
         structured=call.structured,
         tools=call.tools,
     )
-    gate = get_model_gates(request).gate(call.model.name, call.model.capacity, call.model.max_queued)
-    # The slot is taken (or refused) at the first chunk, before the answer starts: see billing.overload.
-    replica = within(call.model.client.generate(generation), call.model.stall_timeout_s, call.model.name)
-    chunks = gated(gate.slot(principal.tenant), replica)
     waiting = time.perf_counter()
     if utilization is not None:
         utilization.waiting(call.model.name, +1)
     try:
-        first = await first_chunk(chunks)
-    except Exception as exc:
-        error = as_gateway_error(exc)
+        answer = await dispatch(
+            call.model,
+            generation,
+            principal.tenant,
+            placement_request(call),
+            get_model_gates(request),
+            get_placement(request),
+        )
+    except Failed as failed:
+        meter.placed(failed.route, failed.attempts)
+        error = failed.error
         if isinstance(error, Overloaded):
             # Nothing was generated or billed: the refusal's record is queued, not waited for, so a
             # flood is refused at the speed of the front rather than of the ledger's commits.
             meter.settle_nowait(Progress(), "rejected", type(error).__name__)
         else:
             await meter.settle(Progress(), "error", type(error).__name__)
-        raise error from exc
+        raise error from failed
+    except ServiceError as refused:  # placement's own refusal: no pool this caller may use
+        await meter.settle(Progress(), "rejected", type(refused).__name__)
+        raise
     finally:
         if utilization is not None:
             utilization.waiting(call.model.name, -1)
+    meter.placed(answer.route, answer.attempts)
+    first, chunks = answer.first, answer.chunks
     backend_wait = time.perf_counter() - waiting
 
     if call.stream:

@@ -17,10 +17,10 @@ from gateway.errors import InvalidRequest
 router = APIRouter()
 
 TENANT_GROUPS = ("model", "key", "endpoint", *TIME_GROUPS)  # callers never see chips or pools
-ADMIN_GROUPS = ("model", "tenant", "key", "chip", "pool", "endpoint", *TIME_GROUPS)
+ADMIN_GROUPS = ("model", "tenant", "key", "chip", "pool", "deployment", "endpoint", *TIME_GROUPS)
 
 
-def _time(value: str | None, name: str) -> float | None:
+def parse_time(value: str | None, name: str) -> float | None:
     """Unix seconds or an ISO 8601 date/time."""
     if value is None or value == "":
         return None
@@ -69,8 +69,8 @@ async def tenant_usage(
     format: str | None = None,
 ) -> Response:
     query = UsageQuery(
-        since=_time(start, "start"),
-        until=_time(end, "end"),
+        since=parse_time(start, "start"),
+        until=parse_time(end, "end"),
         group_by=_groups(group_by, TENANT_GROUPS),
         tenant=principal.tenant,
     )
@@ -88,8 +88,8 @@ async def admin_usage(
     format: str | None = None,
 ) -> Response:
     query = UsageQuery(
-        since=_time(start, "start"),
-        until=_time(end, "end"),
+        since=parse_time(start, "start"),
+        until=parse_time(end, "end"),
         group_by=_groups(group_by, ADMIN_GROUPS),
         tenant=tenant,
     )

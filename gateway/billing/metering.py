@@ -14,7 +14,7 @@ from backends.base import GenerationChunk, Usage
 from gateway.billing.admission import Admission, Reservation
 from gateway.billing.ledger import Ledger, UsageRecord
 from gateway.billing.ledger.records import charge_nanos
-from gateway.catalog.routing import RoutedModel
+from gateway.catalog.routing import Route, RoutedModel
 from gateway.errors import LedgerUnavailable
 from gateway.tenancy.keystore import Principal
 
@@ -70,14 +70,20 @@ class Meter:
     reservation: Reservation | None = None
     utilization: BusyTracker | None = None
     settled: bool = field(default=False, init=False)
+    route: Route | None = field(default=None, init=False)
+    """The deployment that answered (or failed last); None: the call was refused before placement."""
+    attempts: int = field(default=1, init=False)
 
-    def __post_init__(self) -> None:
-        if self.utilization is not None:
-            self.utilization.started(self.model.name)
+    def placed(self, route: Route, attempts: int) -> None:
+        """The call went to ``route`` after ``attempts`` deployments were asked (that one included)."""
+        self.route, self.attempts = route, attempts
+        if self.utilization is not None and not self.settled:
+            self.utilization.started(route.name)
 
     def _record(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord:
         usage = progress.usage or Usage(0, 0)
         pricing = self.model.pricing
+        route = self.route or self.model.routes[0]  # refused before placement: the model's first
         ttft = None if progress.first_token_at is None else progress.first_token_at - self.started
         return UsageRecord(
             request_id=self.request_id,
@@ -85,9 +91,9 @@ class Meter:
             tenant=self.principal.tenant,
             key_id=self.principal.key_id,
             model=self.model.name,
-            deployment=self.model.deployment,
-            chip=self.model.chip,
-            pool=self.model.pool,
+            deployment=route.name,
+            chip=route.chip,
+            pool=route.pool,
             endpoint=self.endpoint,
             stream=self.stream,
             status=status,
@@ -109,14 +115,15 @@ class Meter:
             ),
             created_at=time.time(),
             usage_estimated=usage.estimated,
+            attempts=self.attempts,
         )
 
     def _take(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord | None:
         if self.settled:
             return None
         self.settled = True
-        if self.utilization is not None:
-            self.utilization.finished(self.model.name)
+        if self.utilization is not None and self.route is not None:
+            self.utilization.finished(self.route.name)
         record = self._record(progress, status, error_type)
         self.metrics.observe(record)
         logger.info(

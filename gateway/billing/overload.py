@@ -62,6 +62,11 @@ class ModelGate:
     def queued(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    @property
+    def hold_s(self) -> float:
+        """Recent mean time a request holds a slot."""
+        return self._hold_s
+
     def resize(self, capacity: int, max_queued: int) -> None:
         """New limits (a catalog change); waiters move up at once if there is room."""
         self.capacity, self.max_queued = capacity, max_queued
@@ -184,7 +189,7 @@ async def gated(slot: _Slot, chunks: AsyncIterator[GenerationChunk]) -> AsyncIte
 
 
 class ModelGates:
-    """The gate of every model, kept across catalog changes so counts survive them."""
+    """The gate of every deployment (by its name), kept across catalog changes so counts survive them."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._gates: dict[str, ModelGate] = {}

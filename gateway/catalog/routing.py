@@ -1,15 +1,17 @@
-"""Model name or alias → the client that reaches that model's replicas."""
+"""Model name or alias → the routes (one per deployment) that reach that model's replicas."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from backends.base import EngineRequest, GenerationChunk, Task
 from backends.token_count import PromptCounter
-from gateway.catalog.schema import ModelEntry, Pricing
+from gateway.catalog.policy import Routing
+from gateway.catalog.schema import Catalog, Deployment, ModelEntry, Pricing
 from gateway.errors import ModelNotFound
 
 
@@ -20,6 +22,53 @@ class ModelClient(Protocol):
 
 
 @dataclass(frozen=True)
+class Route:
+    """One deployment of a model as the gateway reaches it, with what placement decides on."""
+
+    name: str
+    """The deployment's name (``ModelEntry.deployment_names``): ledger rows, metrics and its Serve app."""
+    client: ModelClient
+    chip: str
+    pool: str
+    capacity: int = 256
+    """Requests its replicas take at once (replicas x max_ongoing_requests; autoscaling: at most)."""
+    queue_limit: int = 256
+    """Requests that may wait in the gateway for one of its slots."""
+    stall_timeout_s: float = 120.0
+    """Longest wait for the replica's next chunk (a hung replica)."""
+    owned: bool = True
+    """Its pool is the operator's own (or the catalog declares no pools)."""
+    input_cost: float = 0.0
+    """Marginal cost per 1M prompt tokens served here (``math.inf``: unknown)."""
+    output_cost: float = 0.0
+    """Marginal cost per 1M completion tokens served here."""
+    weight: float = 1.0
+    """Its share under ``routing: weighted``."""
+
+    @classmethod
+    def of(
+        cls, name: str, deployment: Deployment, client: ModelClient, catalog: Catalog | None = None
+    ) -> Route:
+        """The route to ``deployment`` through ``client``; its pool's terms come from ``catalog``."""
+        pool = None if catalog is None else catalog.pool(deployment.pool)
+        cost = None if catalog is None else catalog.token_cost(deployment, marginal=True)
+        unknown = math.inf if catalog is not None and catalog.pools else 0.0
+        return cls(
+            name=name,
+            client=client,
+            chip=deployment.chip,
+            pool=deployment.pool,
+            capacity=deployment.capacity,
+            queue_limit=deployment.queue_limit,
+            stall_timeout_s=deployment.stall_timeout_s,
+            owned=pool is None or pool.kind == "owned",
+            input_cost=float(cost.input_per_million) if cost else unknown,
+            output_cost=float(cost.output_per_million) if cost else unknown,
+            weight=deployment.weight or 1.0,
+        )
+
+
+@dataclass(frozen=True)
 class RoutedModel:
     name: str
     family: str
@@ -27,11 +76,10 @@ class RoutedModel:
     context_length: int
     created: int
     aliases: tuple[str, ...]
-    client: ModelClient
+    routes: tuple[Route, ...]
+    """Its deployments, in catalog order; placement picks among them per request."""
     pricing: Pricing
-    deployment: str
-    chip: str
-    pool: str
+    routing: Routing = Routing()
     task: Task = "chat"
     """What the model serves: chat and text completions, embeddings, or rerank."""
     prompt_counter: PromptCounter = PromptCounter()
@@ -40,18 +88,36 @@ class RoutedModel:
     """vLLM's tool parser for the model's tool-call format (None: the model has none; ``auto`` refused)."""
     constrained_decoding: bool = False
     """All its deployments enforce JSON schemas while decoding (response_format, forced tool choices)."""
-    capacity: int = 256
-    """Requests the model's replicas take at once, all deployments together."""
-    max_queued: int = 256
-    """Requests that may wait in the gateway beyond ``capacity`` before new ones are refused."""
-    stall_timeout_s: float = 120.0
-    """Longest wait for the replica's next chunk (a hung replica)."""
+
+    @property
+    def capacity(self) -> int:
+        """Requests the model's replicas take at once, all deployments together."""
+        return sum(r.capacity for r in self.routes)
+
+    @property
+    def max_queued(self) -> int:
+        """Requests that may wait in the gateway beyond ``capacity``, all deployments together."""
+        return sum(r.queue_limit for r in self.routes)
 
     @classmethod
     def from_entry(
-        cls, entry: ModelEntry, *, client: ModelClient, deployment: str, prompt_counter: PromptCounter
+        cls,
+        entry: ModelEntry,
+        *,
+        clients: Sequence[ModelClient],
+        prompt_counter: PromptCounter,
+        catalog: Catalog | None = None,
     ) -> RoutedModel:
-        """The routing view of a catalog entry served by ``client``."""
+        """The routing view of a catalog entry whose deployments are reached through ``clients`` (one
+        each, in order); ``catalog`` gives their pools' terms."""
+        if len(clients) != len(entry.deployments):
+            raise ValueError(f"{entry.name}: {len(entry.deployments)} deployments, {len(clients)} clients")
+        routes = tuple(
+            Route.of(name, deployment, client, catalog)
+            for name, deployment, client in zip(
+                entry.deployment_names(), entry.deployments, clients, strict=True
+            )
+        )
         return cls(
             name=entry.name,
             family=entry.family,
@@ -59,19 +125,14 @@ class RoutedModel:
             context_length=entry.context_length,
             created=int(time.time()),
             aliases=tuple(entry.aliases),
-            client=client,
+            routes=routes,
             pricing=entry.pricing,
-            deployment=deployment,
-            chip=entry.deployments[0].chip,
-            pool=entry.deployments[0].pool,
+            routing=entry.routing,
             task=entry.task,
             prompt_counter=prompt_counter,
             reasoning=entry.reasoning,
             tool_parser=entry.tool_format if entry.constrained_decoding else None,
             constrained_decoding=entry.constrained_decoding,
-            capacity=sum(d.capacity for d in entry.deployments),
-            max_queued=sum(d.queue_limit for d in entry.deployments),
-            stall_timeout_s=max(d.stall_timeout_s for d in entry.deployments),
         )
 
 

@@ -179,12 +179,21 @@ class ModelEntry(Strict):
     )
     deployments: list[Deployment] = Field(
         min_length=1,
-        description="Where the model runs (the runtime serves the first; placement among all is in "
-        "gateway/placement).",
+        description="Where the model runs: every deployment is served, each on its own chip kind and "
+        "pool; each request is placed among them by `routing`.",
     )
     routing: Routing = Field(
         default_factory=Routing, description="How requests are placed among the deployments."
     )
+
+    def deployment_names(self) -> list[str]:
+        """Each deployment's name: the first is the model's own (adding a deployment leaves the first
+        running as it was), the others ``<model>@<pool>``, numbered where a pool holds several."""
+        names = [self.name]
+        for j, deployment in enumerate(self.deployments[1:], start=1):
+            name = f"{self.name}@{deployment.pool}"
+            names.append(name if name not in names else f"{name}.{j}")
+        return names
 
     @property
     def constrained_decoding(self) -> bool:

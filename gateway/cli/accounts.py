@@ -30,6 +30,12 @@ def _audit(action: str, target: str, detail: dict[str, Any]) -> None:
         tenancy.close()
 
 
+def _pools(args: argparse.Namespace) -> tuple[str, ...] | None:
+    if args.pools is None:
+        return None
+    return tuple(p.strip() for p in args.pools.split(",") if p.strip())
+
+
 def _limits(args: argparse.Namespace) -> RateLimits:
     return RateLimits(rpm=args.rpm, tpm=args.tpm)
 
@@ -41,13 +47,19 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
         budget = Budget(period=args.period, tokens=args.budget_tokens, nanos=nanos)
     store = _open_keystore()
     try:
-        store.set_tenant(args.name, limits=_limits(args), budget=budget)
+        store.set_tenant(args.name, limits=_limits(args), budget=budget, pools=_pools(args))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()
-    detail = {"rpm": args.rpm, "tpm": args.tpm, "budget": args.budget, "budget_tokens": args.budget_tokens}
+    detail = {
+        "rpm": args.rpm,
+        "tpm": args.tpm,
+        "budget": args.budget,
+        "budget_tokens": args.budget_tokens,
+        "pools": args.pools,
+    }
     _audit("tenant.saved", args.name, {**detail, "period": args.period})
     print(f"Tenant {args.name!r} saved.")
     return 0
@@ -80,14 +92,25 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     store = _open_keystore()
     try:
         created = store.create_key(
-            args.tenant, admin=args.admin, limits=_limits(args), expires_at=expires_at, models=models
+            args.tenant,
+            admin=args.admin,
+            limits=_limits(args),
+            expires_at=expires_at,
+            models=models,
+            pools=_pools(args),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()
-    detail = {"key_id": created.key_id, "admin": args.admin, "models": models, "expires_at": args.expires}
+    detail = {
+        "key_id": created.key_id,
+        "admin": args.admin,
+        "models": models,
+        "pools": args.pools,
+        "expires_at": args.expires,
+    }
     _audit("key.created", created.tenant, {**detail, "rpm": args.rpm, "tpm": args.tpm})
     kind = "operator (admin) key" if args.admin else "key"
     print(f"Created {kind} {created.key_id} for tenant {created.tenant!r}. It is shown only once:")
@@ -98,6 +121,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def _limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rpm", type=int, default=None, help="requests per minute")
     parser.add_argument("--tpm", type=int, default=None, help="tokens per minute")
+    parser.add_argument(
+        "--pools",
+        default=None,
+        help="comma-separated capacity pools its requests may be served from (default: any)",
+    )
 
 
 def add_account_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -5,25 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.catalog.pools import POOL_NAME
 from gateway.catalog.schema import CatalogError, load_catalog
 
 
-def _table(rows: list[list[str]]) -> str:
+def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def format_chips(body: dict[str, Any]) -> str:
     """The ``GET /admin/chips`` body as two tables: models by chip, then the cluster's chips."""
-    rows = [["MODEL", "CHIP", "PER REPLICA", "REPLICAS", "HEALTHY", "POOL", "BACKEND", "STATUS"]]
+    rows = [
+        ["MODEL", "DEPLOYMENT", "CHIP", "PER REPLICA", "REPLICAS", "HEALTHY", "POOL", "BACKEND", "STATUS"]
+    ]
     for m in body["models"]:
         rows.append(
             [
                 m["model"],
+                m.get("deployment", m["model"]),
                 m["chip"],
                 f"{m['chips_per_replica']:g}",
                 str(m["replicas"]),
@@ -37,8 +42,8 @@ def format_chips(body: dict[str, Any]) -> str:
     for name, amounts in body["cluster"].items():
         cluster.append([name, f"{amounts['total']:g}", f"{amounts['available']:g}"])
     if len(cluster) == 1:
-        return _table(rows) + "\n\nno accelerator resources in the cluster (CPU only)"
-    return _table(rows) + "\n\n" + _table(cluster)
+        return table(rows) + "\n\nno accelerator resources in the cluster (CPU only)"
+    return table(rows) + "\n\n" + table(cluster)
 
 
 def cmd_chips(args: argparse.Namespace) -> int:
@@ -64,8 +69,11 @@ def cmd_node_resources(args: argparse.Namespace) -> int:
         except CatalogError as exc:
             print(exc, file=sys.stderr)
             return 2
+    if args.pool is not None and not re.match(POOL_NAME, args.pool):
+        print(f"error: --pool {args.pool!r} is not a pool name (lower case, digits, dashes)", file=sys.stderr)
+        return 2
     detected = detect_node_chips(chips)
-    print(format_report(detected, args.num_cpus or os.cpu_count() or 1, args.head))
+    print(format_report(detected, args.num_cpus or os.cpu_count() or 1, args.head, args.pool))
     return 0
 
 
@@ -86,5 +94,8 @@ def add_chip_commands(sub: Any) -> None:
     resources.add_argument("--num-cpus", type=int, default=None, help="CPUs to declare (default: all)")
     resources.add_argument(
         "--config", default="models.yaml", help="catalog whose `chips` kinds to look for too"
+    )
+    resources.add_argument(
+        "--pool", default=None, help="the capacity pool this node belongs to (its replicas land only there)"
     )
     resources.set_defaults(func=cmd_node_resources)

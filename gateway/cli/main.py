@@ -14,6 +14,7 @@ import sys
 from gateway.cli.accounts import add_account_commands
 from gateway.cli.catalog import add_catalog_commands
 from gateway.cli.chips import add_chip_commands
+from gateway.cli.pools import add_pool_commands
 from gateway.cli.serve import add_serve_command
 from gateway.cli.usage import add_usage_command
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_usage_command(sub)
     add_catalog_commands(sub)
     add_chip_commands(sub)
+    add_pool_commands(sub)
     return parser
 
 

@@ -121,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init installed its own (sys.exit(15))
         runtime.check_capacity(catalog)
         _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
-        routed = runtime.deploy(prepared, _progress, catalog.chip_kinds())
+        routed = runtime.deploy(prepared, _progress, catalog)
         runtime.start_health_poller()
         router = ModelRouter(routed)
         metrics = GatewayMetrics()

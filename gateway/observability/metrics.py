@@ -6,12 +6,19 @@ request ids or key values are ever labels.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.billing.ledger.records import UsageRecord
 
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class HasName(Protocol):
+    @property
+    def name(self) -> str: ...
 
 
 class GatewayMetrics:
@@ -65,7 +72,7 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
             registry=r,
         )
-        deployment = ["model", "chip", "pool"]
+        deployment = ["model", "deployment", "chip", "pool"]
         self.infra_cost = Counter(
             "maas_infra_cost_total",
             "What replicas cost the operator (pool chip-hour cost x replica time), in the pool's currency.",
@@ -85,13 +92,27 @@ class GatewayMetrics:
         self.replicas_healthy = Gauge(
             "maas_replicas_healthy", "Replicas that are running.", deployment, registry=r
         )
-        self.in_flight = Gauge("maas_requests_in_flight", "Requests being served now.", ["model"], registry=r)
+        self.in_flight = Gauge(
+            "maas_requests_in_flight", "Requests being served now, per deployment.", deployment, registry=r
+        )
         self.queued = Gauge(
             "maas_requests_queued",
             "Requests sent to a replica that have no first token yet.",
             ["model"],
             registry=r,
         )
+
+        self.spills = Counter(
+            "maas_placement_spills_total",
+            "Placement changes of a model with several deployments: spill (the chosen deployment is "
+            "rented while the model has an owned one) or drain_back (back to owned capacity).",
+            ["model", "event"],
+            registry=r,
+        )
+
+    def spilled(self, model: HasName, spilling: bool) -> None:
+        """A model's placement started (``spilling``) or stopped sending requests to rented capacity."""
+        self.spills.labels(model.name, "spill" if spilling else "drain_back").inc()
 
     def observe(self, record: UsageRecord) -> None:
         """Count one settled request; the same record goes to the ledger, so both agree."""

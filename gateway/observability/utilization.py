@@ -23,6 +23,8 @@ from gateway.observability.metrics import GatewayMetrics
 
 @dataclass(frozen=True)
 class DeploymentCost:
+    name: str
+    """The deployment's name (``ModelEntry.deployment_names``)."""
     model: str
     chip: str
     pool: str
@@ -34,19 +36,19 @@ class DeploymentCost:
 def deployment_costs(catalog: Catalog) -> list[DeploymentCost]:
     costs = []
     for model in catalog.models:
-        deployment = model.deployments[0]
-        pool = catalog.pool(deployment.pool)
-        hourly = (
-            Decimal(0)
-            if pool is None
-            else pool.replica_hour_cost(deployment.chip, deployment.chips_per_replica)
-        )
-        currency = pool.currency if pool is not None else model.pricing.currency
-        costs.append(
-            DeploymentCost(
-                model.name, deployment.chip, deployment.pool, deployment.replicas, currency, hourly
+        for name, deployment in zip(model.deployment_names(), model.deployments, strict=True):
+            pool = catalog.pool(deployment.pool)
+            hourly = (
+                Decimal(0)
+                if pool is None or pool.per_token is not None  # an API is paid per token, in the ledger
+                else pool.replica_hour_cost(deployment.chip, deployment.chips_per_replica)
             )
-        )
+            currency = pool.currency if pool is not None else model.pricing.currency
+            costs.append(
+                DeploymentCost(
+                    name, model.name, deployment.chip, deployment.pool, deployment.replicas, currency, hourly
+                )
+            )
     return costs
 
 
@@ -72,37 +74,45 @@ class UtilizationMeter:
         """Set what runs (at start and after a catalog change); time so far is accrued first."""
         self.tick()
         with self._lock:
-            gone = set(self._deployments) - {d.model for d in deployments}
+            gone = set(self._deployments) - {d.name for d in deployments}
             for name in gone:
-                old = self._deployments[name]
-                self._metrics.replicas.labels(old.model, old.chip, old.pool).set(0)
-                self._metrics.replicas_healthy.labels(old.model, old.chip, old.pool).set(0)
-            self._deployments = {d.model: d for d in deployments}
+                labels = _labels(self._deployments[name])
+                self._metrics.replicas.labels(*labels).set(0)
+                self._metrics.replicas_healthy.labels(*labels).set(0)
+            self._deployments = {d.name: d for d in deployments}
             for d in deployments:
-                self._metrics.replicas.labels(d.model, d.chip, d.pool).set(d.replicas)
+                self._metrics.replicas.labels(*_labels(d)).set(d.replicas)
 
-    def started(self, model: str) -> None:
-        self._change_in_flight(model, +1)
+    def deployments(self) -> list[DeploymentCost]:
+        return list(self._deployments.values())
 
-    def finished(self, model: str) -> None:
-        self._change_in_flight(model, -1)
+    def in_flight(self, deployment: str) -> int:
+        return self._in_flight.get(deployment, 0)
 
-    def _change_in_flight(self, model: str, change: int) -> None:
+    def started(self, deployment: str) -> None:
+        self._change_in_flight(deployment, +1)
+
+    def finished(self, deployment: str) -> None:
+        self._change_in_flight(deployment, -1)
+
+    def _change_in_flight(self, name: str, change: int) -> None:
         with self._lock:
-            self._accrue_busy(model, self._clock())  # at the old level, up to now
-            self._in_flight[model] = max(0, self._in_flight.get(model, 0) + change)
-            self._metrics.in_flight.labels(model).set(self._in_flight[model])
+            self._accrue_busy(name, self._clock())  # at the old level, up to now
+            self._in_flight[name] = max(0, self._in_flight.get(name, 0) + change)
+            d = self._deployments.get(name)
+            if d is not None:
+                self._metrics.in_flight.labels(*_labels(d)).set(self._in_flight[name])
 
-    def _accrue_busy(self, model: str, now: float) -> None:
-        """Busy time of ``model``'s replicas since its last change (the caller holds the lock)."""
-        last = self._busy_since.get(model, self._last)
-        self._busy_since[model] = now
-        d = self._deployments.get(model)
+    def _accrue_busy(self, name: str, now: float) -> None:
+        """Busy time of deployment ``name``'s replicas since its last change (the caller holds the lock)."""
+        last = self._busy_since.get(name, self._last)
+        self._busy_since[name] = now
+        d = self._deployments.get(name)
         if d is None:
             return
-        busy = min(self._in_flight.get(model, 0), d.replicas)
+        busy = min(self._in_flight.get(name, 0), d.replicas)
         if busy and now > last:
-            self._metrics.busy_seconds.labels(d.model, d.chip, d.pool).inc((now - last) * busy)
+            self._metrics.busy_seconds.labels(*_labels(d)).inc((now - last) * busy)
 
     def waiting(self, model: str, change: int) -> None:
         """A request starts (+1) or stops (-1) waiting for its first token."""
@@ -115,12 +125,16 @@ class UtilizationMeter:
             now = self._clock()
             elapsed, self._last = now - self._last, now
             for d in self._deployments.values():
-                labels = (d.model, d.chip, d.pool)
-                if d.model in healthy:
-                    self._metrics.replicas_healthy.labels(*labels).set(healthy[d.model])
-                self._accrue_busy(d.model, now)
+                labels = _labels(d)
+                if d.name in healthy:
+                    self._metrics.replicas_healthy.labels(*labels).set(healthy[d.name])
+                self._accrue_busy(d.name, now)
                 if elapsed <= 0:
                     continue
                 self._metrics.replica_seconds.labels(*labels).inc(elapsed * d.replicas)
                 cost = float(d.replica_hour_cost) * d.replicas * elapsed / 3600
                 self._metrics.infra_cost.labels(*labels, d.currency).inc(cost)
+
+
+def _labels(d: DeploymentCost) -> tuple[str, str, str, str]:
+    return (d.model, d.name, d.chip, d.pool)

@@ -86,9 +86,7 @@ class CatalogController:
             (new[n], prepare_model(new[n], self._models_dir, self._progress)) for n in added + redeployed
         ]
         deployed = (
-            {r.name: r for r in self._runtime.deploy(to_deploy, self._progress, catalog.chip_kinds())}
-            if to_deploy
-            else {}
+            {r.name: r for r in self._runtime.deploy(to_deploy, self._progress, catalog)} if to_deploy else {}
         )
 
         table: list[RoutedModel] = []
@@ -101,9 +99,9 @@ class CatalogController:
             table.append(
                 RoutedModel.from_entry(
                     entry,
-                    client=current.client,
-                    deployment=current.deployment,
+                    clients=self._runtime.clients(entry),
                     prompt_counter=current.prompt_counter,
+                    catalog=catalog,
                 )
             )
         self._router.replace(table)  # from here on, removed names answer 404

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from backends.chips import ChipKind
+from gateway.catalog.pools import pool_resource
 from gateway.catalog.schema import Catalog
 
 
@@ -36,16 +37,33 @@ def chip_demands(catalog: Catalog) -> list[ChipDemand]:
     kinds = catalog.chip_kinds()
     demands = []
     for model in catalog.models:
-        deployment = model.deployments[0]
-        kind: ChipKind = kinds[deployment.chip]
-        if kind.ray_resource is None or deployment.chips_per_replica == 0:
-            continue
-        demands.append(
-            ChipDemand(
-                model.name, kind.name, kind.ray_resource, deployment.chips_per_replica, deployment.replicas
+        for name, deployment in zip(model.deployment_names(), model.deployments, strict=True):
+            kind: ChipKind = kinds[deployment.chip]
+            if kind.ray_resource is None or deployment.chips_per_replica == 0:
+                continue
+            demands.append(
+                ChipDemand(
+                    name, kind.name, kind.ray_resource, deployment.chips_per_replica, deployment.replicas
+                )
             )
-        )
     return demands
+
+
+def pool_problems(catalog: Catalog, nodes: Sequence[Mapping[str, float]], in_gateway: set[str]) -> list[str]:
+    """On a cluster, the pools whose deployments no node can host: no node declares the pool's resource.
+    ``in_gateway``: deployments that run in the gateway process (a rented API), which need no node."""
+    problems = []
+    for model in catalog.models:
+        for name, deployment in zip(model.deployment_names(), model.deployments, strict=True):
+            resource = pool_resource(deployment.pool)
+            if name in in_gateway or any(node.get(resource, 0) > 0 for node in nodes):
+                continue
+            problems.append(
+                f"deployment {name!r} runs in pool {deployment.pool!r}, but no node of the cluster is in "
+                f"that pool; start its nodes with `ray start --resources='{{\"{resource}\": 1}}'` (see "
+                f"`maas node resources --pool {deployment.pool}`)"
+            )
+    return problems
 
 
 def _declare_hint(resource: str) -> str:

@@ -15,27 +15,29 @@ def chip_report(
     cluster: Mapping[str, Mapping[str, float]],
     channels: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The body of ``GET /admin/chips`` (and what ``maas chips`` prints)."""
+    """The body of ``GET /admin/chips`` (and what ``maas chips`` prints): a row per deployment;
+    ``statuses``, ``healthy`` and ``channels`` are by deployment name."""
     kinds = catalog.chip_kinds()
     models = []
     for model in catalog.models:
-        deployment = model.deployments[0]
-        kind = kinds[deployment.chip]
-        models.append(
-            {
-                "model": model.name,
-                "backend": deployment.backend,
-                "chip": deployment.chip,
-                "ray_resource": kind.ray_resource,
-                "chips_per_replica": deployment.chips_per_replica,
-                "pool": deployment.pool,
-                "replicas": deployment.replicas,
-                "healthy_replicas": int(healthy.get(model.name, 0)),
-                # replicas streaming to this gateway over their own channel (the rest: Serve's handle)
-                "replica_channels": int((channels or {}).get(model.name, 0)),
-                "status": statuses.get(model.name, "UNKNOWN"),
-            }
-        )
+        for name, deployment in zip(model.deployment_names(), model.deployments, strict=True):
+            kind = kinds[deployment.chip]
+            models.append(
+                {
+                    "model": model.name,
+                    "deployment": name,
+                    "backend": deployment.backend,
+                    "chip": deployment.chip,
+                    "ray_resource": kind.ray_resource,
+                    "chips_per_replica": deployment.chips_per_replica,
+                    "pool": deployment.pool,
+                    "replicas": deployment.replicas,
+                    "healthy_replicas": int(healthy.get(name, 0)),
+                    # replicas streaming to this gateway over their own channel (the rest: Serve's handle)
+                    "replica_channels": int((channels or {}).get(name, 0)),
+                    "status": statuses.get(name, "UNKNOWN"),
+                }
+            )
     return {
         "object": "chips",
         "models": models,

@@ -17,6 +17,17 @@ class RayModelClient:
         self._app_handle = handle
         self._handle: Any = None
         self._route = route
+        self._channels_seen = False
+
+    def ready_replicas(self) -> int | None:
+        """Replicas with an open channel now; None while unknown (channels are off, or none was ever
+        open: replicas that cannot reach the gateway use Serve's handle). A replica that dies drops its
+        channel at once, well before Serve's health check notices."""
+        if self._route is None:
+            return None
+        count = self._route.open_count()
+        self._channels_seen = self._channels_seen or count > 0
+        return count if self._channels_seen else None
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         channel = None if self._route is None else await self._route.acquire()

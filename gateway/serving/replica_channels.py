@@ -158,6 +158,9 @@ class ChannelRoute:
     max_ongoing: int
     turns: itertools.count[int] = field(default_factory=itertools.count, compare=False)
 
+    def open_count(self) -> int:
+        return len(self.hub.open_channels(self.app, self.release))
+
     async def acquire(self) -> ReplicaChannel | None:
         """A channel with room, counted as busy; ``None`` when not every replica has one (use Serve's
         handle). While every replica is at its limit, waits as Serve's router would."""

@@ -23,10 +23,16 @@ from backends.base import ModelSpec
 from backends.channel_wire import ChannelTicket
 from backends.chips import ChipKind, ray_actor_resources
 from backends.token_count import load_prompt_counter
+from gateway.catalog.pools import POOL_RESOURCE_PREFIX, pool_resource
 from gateway.catalog.routing import RoutedModel
-from gateway.catalog.schema import Catalog, ModelEntry
+from gateway.catalog.schema import Catalog, Deployment, ModelEntry
 from gateway.serving.app_names import app_prefix
-from gateway.serving.chip_capacity import InsufficientChips, capacity_problems, chip_demands
+from gateway.serving.chip_capacity import (
+    InsufficientChips,
+    capacity_problems,
+    chip_demands,
+    pool_problems,
+)
 from gateway.serving.local_client import LocalModelClient, probe, runs_in_gateway
 from gateway.serving.ray_env import REPLICA_ENV, prepare_ray_environment
 from gateway.serving.ray_head import RayHead
@@ -37,6 +43,8 @@ from gateway.serving.serve_status import read_serve_status
 logger = logging.getLogger(__name__)
 
 RAY_UNREACHABLE = "RAY_UNREACHABLE"
+POOL_SHARE = 0.001
+"""What a replica asks of its pool's resource (a node declares one unit): a marker, never a limit."""
 STALE_AFTER_S = 10.0
 """A model status not refreshed for this long is not believed: Ray is not answering."""
 LOST_AFTER_S = 30.0
@@ -62,9 +70,26 @@ class RayOptions:
     """This installation's id on a shared cluster: its Serve applications are named apart (``app_names``)."""
 
 
-def model_spec(model: ModelEntry, path: Path | str, chip: ChipKind) -> ModelSpec:
-    """What a backend needs to serve ``model`` from ``path`` on ``chip``."""
-    deployment = model.deployments[0]
+@dataclass(frozen=True)
+class Unit:
+    """One deployment of one model: what the runtime starts, a Serve application or an in-gateway client."""
+
+    model: ModelEntry
+    name: str
+    """``ModelEntry.deployment_names``: the ledger's deployment and (prefixed) the Serve application."""
+    deployment: Deployment
+    spec: ModelSpec
+
+
+def units_of(model: ModelEntry, path: Path | str, chips: dict[str, ChipKind]) -> list[Unit]:
+    return [
+        Unit(model, name, d, model_spec(model, d, path, chips[d.chip]))
+        for name, d in zip(model.deployment_names(), model.deployments, strict=True)
+    ]
+
+
+def model_spec(model: ModelEntry, deployment: Deployment, path: Path | str, chip: ChipKind) -> ModelSpec:
+    """What a backend needs to serve ``model``'s ``deployment`` from ``path`` on ``chip``."""
     return ModelSpec(
         name=model.name,
         weights_path=str(path),
@@ -97,10 +122,13 @@ class ServeRuntime:
         self._releases: dict[str, str] = {}  # Serve application -> release of its latest deployment
         self.channels: ChannelHub | None = None
         self._prefix = app_prefix(options.installation)
+        self._units: dict[str, list[str]] = {}  # model -> its deployments' names
+        self._pools_pinned = False  # the cluster's nodes declare pools (``check_capacity``)
+        self._serve_clients: dict[str, RayModelClient] = {}  # deployment -> client of its Serve app
 
-    def app_name(self, model: ModelEntry) -> str:
-        """The Serve application of ``model`` in this installation."""
-        return self._prefix + model.name
+    def app_name(self, deployment: str) -> str:
+        """The Serve application of the deployment called ``deployment`` in this installation."""
+        return self._prefix + deployment
 
     def start(self) -> None:
         address = self.options.address
@@ -154,8 +182,22 @@ class ServeRuntime:
         }
 
     def check_capacity(self, catalog: Catalog) -> None:
-        """Raise ``InsufficientChips`` when the cluster cannot host every replica the catalog asks for."""
-        problems = capacity_problems(chip_demands(catalog), self.node_resources())
+        """Raise ``InsufficientChips`` when the cluster cannot host every replica the catalog asks for
+        (on a cluster, in the pool it asks for)."""
+        nodes = self.node_resources()
+        problems = capacity_problems(chip_demands(catalog), nodes)
+        # A cluster whose nodes declare no pool is one pool: replicas go anywhere their chips are.
+        self._pools_pinned = self._head is None and any(
+            name.startswith(POOL_RESOURCE_PREFIX) for node in nodes for name in node
+        )
+        if self._pools_pinned:
+            in_gateway = {
+                name
+                for m in catalog.models
+                for name, d in zip(m.deployment_names(), m.deployments, strict=True)
+                if runs_in_gateway(d.backend, d.chips_per_replica)
+            }
+            problems += pool_problems(catalog, nodes, in_gateway)
         if problems:
             raise InsufficientChips("; ".join(problems))
 
@@ -163,46 +205,53 @@ class ServeRuntime:
         self,
         models: list[tuple[ModelEntry, Path | str]],
         progress: Callable[[str], None],
-        chips: dict[str, ChipKind],
+        catalog: Catalog,
     ) -> list[RoutedModel]:
-        """Deploy every model and wait until each is ready, reporting progress.
+        """Deploy every deployment of every model and wait until each is ready, reporting progress.
 
         Backends that only call another server run in this process (``gateway.serving.local_client``); the
-        others get a Serve application with replicas on their chips.
+        others get a Serve application with replicas on their chips, in their pool. A deployment a model
+        no longer has is removed once the new ones are up.
         """
-        specs = {
-            model.name: model_spec(model, path, chips[model.deployments[0].chip]) for model, path in models
-        }
-        local = [
-            m for m, _ in models if runs_in_gateway(m.deployments[0].backend, specs[m.name].chips_per_replica)
-        ]
-        clients: dict[str, Any] = self._deploy_local(local, specs, progress)
-        clients.update(self._deploy_serve([m for m, _ in models if m.name not in clients], specs, progress))
-        routed = [
-            RoutedModel.from_entry(
-                model,
-                client=clients[model.name],
-                deployment=f"gateway:{model.name}" if model.name in self._local else self.app_name(model),
-                prompt_counter=load_prompt_counter(path),
+        chips = catalog.chip_kinds()
+        units = {m.name: units_of(m, path, chips) for m, path in models}
+        flat = [u for group in units.values() for u in group]
+        local = [u for u in flat if runs_in_gateway(u.deployment.backend, u.spec.chips_per_replica)]
+        clients: dict[str, Any] = self._deploy_local(local, progress)
+        clients.update(self._deploy_serve([u for u in flat if u.name not in clients], progress))
+        routed = []
+        for model, path in models:
+            names = [u.name for u in units[model.name]]
+            for gone in set(self._units.get(model.name, ())) - set(names):
+                self._remove_unit(gone)
+            self._units[model.name] = names
+            routed.append(
+                RoutedModel.from_entry(
+                    model,
+                    clients=[clients[n] for n in names],
+                    prompt_counter=load_prompt_counter(path),
+                    catalog=catalog,
+                )
             )
-            for model, path in models
-        ]
         self._refresh_statuses()
         return routed
 
-    def _deploy_local(
-        self, models: list[ModelEntry], specs: dict[str, ModelSpec], progress: Callable[[str], None]
-    ) -> dict[str, LocalModelClient]:
+    def clients(self, model: ModelEntry) -> list[Any]:
+        """The clients of ``model``'s running deployments, for a catalog change that keeps them."""
+        return [self._local.get(name) or self._serve_clients[name] for name in self._units[model.name]]
 
+    def _deploy_local(
+        self, units: list[Unit], progress: Callable[[str], None]
+    ) -> dict[str, LocalModelClient]:
         clients = {}
-        for model in models:
-            backend = model.deployments[0].backend
-            progress(f"checking {model.name}: the {backend} backend runs in the gateway process")
+        for unit in units:
+            backend = unit.deployment.backend
+            progress(f"checking {unit.name}: the {backend} backend runs in the gateway process")
             try:
-                probe(specs[model.name], backend)
+                probe(unit.spec, backend)
             except Exception as exc:
-                raise DeploymentFailed(f"{model.name}: {exc}") from None
-            clients[model.name] = LocalModelClient(specs[model.name], backend)
+                raise DeploymentFailed(f"{unit.name}: {exc}") from None
+            clients[unit.name] = LocalModelClient(unit.spec, backend)
         for name, client in clients.items():
             previous = self._local.pop(name, None)
             if previous is not None:
@@ -212,9 +261,7 @@ class ServeRuntime:
                 self._delete_app(self._prefix + name)
         return clients
 
-    def _deploy_serve(
-        self, models: list[ModelEntry], specs: dict[str, ModelSpec], progress: Callable[[str], None]
-    ) -> dict[str, RayModelClient]:
+    def _deploy_serve(self, units: list[Unit], progress: Callable[[str], None]) -> dict[str, RayModelClient]:
         from ray import serve
 
         started = time.monotonic()
@@ -222,9 +269,7 @@ class ServeRuntime:
         # config it serialises, and concurrent serve.run calls fail with "... is not registered for
         # pickle by value". The engines start one after another; this thread only reports progress.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            futures = {
-                model.name: pool.submit(self._deploy_one, model, specs[model.name]) for model in models
-            }
+            futures = {unit.name: pool.submit(self._deploy_one, unit) for unit in units}
             while wait(futures.values(), timeout=5).not_done:
                 pending = [name for name, f in futures.items() if not f.done()]
                 progress(
@@ -233,30 +278,38 @@ class ServeRuntime:
         failures = [f"{name}: {f.exception()}" for name, f in futures.items() if f.exception()]
         if failures:
             raise DeploymentFailed("; ".join(failures))
-        for model in models:
-            self._local.pop(model.name, None)  # if it ran in the gateway before, requests now go to replicas
-        return {
-            model.name: RayModelClient(serve.get_app_handle(self.app_name(model)), self._route(model))
-            for model in models
-        }
+        for unit in units:
+            local = self._local.pop(
+                unit.name, None
+            )  # if it ran in the gateway before, requests now go to replicas
+            if local is not None:
+                local.close()
+            app = self._prefix + unit.name
+            self._serve_clients[unit.name] = RayModelClient(serve.get_app_handle(app), self._route(unit))
+        return {unit.name: self._serve_clients[unit.name] for unit in units}
 
-    def _route(self, model: ModelEntry) -> ChannelRoute | None:
+    def _route(self, unit: Unit) -> ChannelRoute | None:
         if self.channels is None:
             return None
-        deployment, app = model.deployments[0], self.app_name(model)
+        app = self._prefix + unit.name
         return self.channels.route(
-            app, self._releases[app], deployment.replicas, deployment.max_ongoing_requests
+            app, self._releases[app], unit.deployment.replicas, unit.deployment.max_ongoing_requests
         )
 
     def delete(self, names: list[str]) -> None:
-        """Remove models' Serve applications; replicas finish the requests they hold first."""
+        """Remove models' deployments; replicas finish the requests they hold first."""
         for name in names:
-            local = self._local.pop(name, None)
-            if local is not None:
-                local.close()
-                continue
-            self._delete_app(self._prefix + name)
+            for unit in self._units.pop(name, [name]):
+                self._remove_unit(unit)
         self._refresh_statuses()
+
+    def _remove_unit(self, name: str) -> None:
+        local = self._local.pop(name, None)
+        if local is not None:
+            local.close()
+            return
+        self._serve_clients.pop(name, None)
+        self._delete_app(self._prefix + name)
 
     def _delete_app(self, app: str) -> None:
         from ray import serve
@@ -266,33 +319,40 @@ class ServeRuntime:
         self._target_replicas.pop(app, None)
         self._releases.pop(app, None)
 
-    def _deploy_one(self, model: ModelEntry, spec: ModelSpec) -> None:
+    def _deploy_one(self, unit: Unit) -> None:
         from ray import serve
 
         from backends.replica import ModelReplica
 
-        deployment = model.deployments[0]
+        deployment, app = unit.deployment, self._prefix + unit.name
+        resources: dict[str, Any] = ray_actor_resources(unit.spec.chip_kind, unit.spec.chips_per_replica)
+        if self._pools_pinned:  # a replica lands only on a node of its pool
+            resources["resources"] = {
+                **resources.get("resources", {}),
+                pool_resource(deployment.pool): POOL_SHARE,
+            }
         actor_options: dict[str, Any] = {
             "num_cpus": 0,
             "runtime_env": {"env_vars": REPLICA_ENV},
-            **ray_actor_resources(spec.chip_kind, spec.chips_per_replica),
+            **resources,
         }
-        app = (
+        options: dict[str, Any] = {
+            "name": unit.model.name,
+            "max_ongoing_requests": deployment.max_ongoing_requests,
+            "ray_actor_options": actor_options,
+            "health_check_period_s": 10,
+            "health_check_timeout_s": 60,
+            "graceful_shutdown_timeout_s": 30,  # in-flight requests finish on removal or update
+        }
+        options["num_replicas"] = deployment.replicas
+        app_graph = (
             serve.deployment(ModelReplica)  # type: ignore[attr-defined]
-            .options(
-                name=model.name,
-                num_replicas=deployment.replicas,
-                max_ongoing_requests=deployment.max_ongoing_requests,
-                ray_actor_options=actor_options,
-                health_check_period_s=10,
-                health_check_timeout_s=60,
-                graceful_shutdown_timeout_s=30,  # in-flight requests finish on removal or update
-            )
-            .bind(spec, deployment.backend, self._ticket(self.app_name(model)))
+            .options(**options)
+            .bind(unit.spec, deployment.backend, self._ticket(app))
         )
-        self._apps.add(self.app_name(model))
-        self._target_replicas[self.app_name(model)] = deployment.replicas
-        serve.run(app, name=self.app_name(model), route_prefix=None)
+        self._apps.add(app)
+        self._target_replicas[app] = deployment.replicas
+        serve.run(app_graph, name=app, route_prefix=None)
 
     def _ticket(self, app: str) -> ChannelTicket | None:
         """A new release of ``app``: the gateway routes over channels only to that release's replicas."""
@@ -306,8 +366,8 @@ class ServeRuntime:
     def _refresh_statuses(self) -> None:
         status = read_serve_status(self._prefix, self._target_replicas)
         statuses, healthy = status.statuses, status.healthy
-        for model in list(self._local):  # served by this process: up while the gateway is
-            statuses[model], healthy[model] = "RUNNING", 1
+        for name in list(self._local):  # served by this process: up while the gateway is
+            statuses[name], healthy[name] = "RUNNING", 1
         self._statuses, self._healthy = statuses, healthy
         self._polled_at = time.monotonic()
 
@@ -339,20 +399,32 @@ class ServeRuntime:
     def _ray_answers(self) -> bool:
         return self.lost is None and time.monotonic() - self._polled_at <= STALE_AFTER_S
 
-    def statuses(self) -> dict[str, str]:
-        """Each model's status; ``RAY_UNREACHABLE`` for the Serve ones while Ray does not answer, never
-        the last status it gave."""
+    def deployment_statuses(self) -> dict[str, str]:
+        """Each deployment's status; ``RAY_UNREACHABLE`` for the Serve ones while Ray does not answer,
+        never the last status it gave."""
         if self._ray_answers():
             return dict(self._statuses)
-        return {m: "RUNNING" if m in self._local else RAY_UNREACHABLE for m in self._statuses}
+        return {d: "RUNNING" if d in self._local else RAY_UNREACHABLE for d in self._statuses}
+
+    def statuses(self) -> dict[str, str]:
+        """Each model's status: RUNNING while any of its deployments runs (requests go there), else its
+        first deployment's."""
+        by_deployment = self.deployment_statuses()
+        statuses = {}
+        for model, names in self._units.items():
+            known = [by_deployment[n] for n in names if n in by_deployment]
+            if known:
+                statuses[model] = "RUNNING" if "RUNNING" in known else known[0]
+        return statuses
 
     def healthy_replicas(self) -> dict[str, int]:
+        """Each deployment's running replicas."""
         if self._ray_answers():
             return dict(self._healthy)
-        return {m: n if m in self._local else 0 for m, n in self._healthy.items()}
+        return {d: n if d in self._local else 0 for d, n in self._healthy.items()}
 
     def channel_counts(self) -> dict[str, int]:
-        """Open replica channels per model."""
+        """Open replica channels per deployment."""
         counts = {} if self.channels is None else self.channels.counts()
         return {app.removeprefix(self._prefix): n for app, n in counts.items()}
 

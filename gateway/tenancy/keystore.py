@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class Principal:
     tenant_limits: RateLimits = RateLimits()
     budget: Budget | None = None
     models: tuple[str, ...] | None = None  # None: every model
+    pools: frozenset[str] | None = None
+    """Capacity pools this caller may be served from (its tenant's and its key's lists together); None:
+    any pool."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,29 @@ class CreatedKey:
 
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+POOL_NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+"""A pool name: the catalog's rule (``gateway.catalog.pools.POOL_NAME``; tenancy sits below the catalog)."""
+
+
+def _pool_list(pools: tuple[str, ...] | None) -> str | None:
+    """A pool list as stored (None: any pool); each name must be a pool name."""
+    if pools is None:
+        return None
+    for pool in pools:
+        if not re.match(POOL_NAME, pool):
+            raise ValueError(f"{pool!r} is not a pool name (lower case letters, digits and dashes)")
+    return ",".join(sorted(set(pools)))
+
+
+def _allowed_pools(tenant: str | None, key: str | None) -> frozenset[str] | None:
+    lists = [
+        frozenset(text.split(",")) if text else frozenset() for text in (tenant, key) if text is not None
+    ]
+    if not lists:
+        return None
+    return frozenset.intersection(*lists)
 
 
 def _check_name(tenant: str) -> None:
@@ -132,14 +159,16 @@ class KeyStore:
         *,
         limits: RateLimits = RateLimits(),
         budget: Budget | None = None,
+        pools: tuple[str, ...] | None = None,
     ) -> None:
-        """Create a tenant or replace its limits and budget."""
+        """Create a tenant or replace its limits, budget and pools (None: any pool)."""
         _check_name(name)
         self._write(
-            "INSERT INTO tenants(name, created_at, rpm, tpm, budget_tokens, budget_nanos, budget_period)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET rpm = excluded.rpm,"
+            "INSERT INTO tenants(name, created_at, rpm, tpm, budget_tokens, budget_nanos, budget_period,"
+            " pools) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET rpm = excluded.rpm,"
             " tpm = excluded.tpm, budget_tokens = excluded.budget_tokens,"
-            " budget_nanos = excluded.budget_nanos, budget_period = excluded.budget_period",
+            " budget_nanos = excluded.budget_nanos, budget_period = excluded.budget_period,"
+            " pools = excluded.pools",
             (
                 name,
                 time.time(),
@@ -148,6 +177,7 @@ class KeyStore:
                 budget.tokens if budget else None,
                 budget.nanos if budget else None,
                 budget.period if budget else "month",
+                _pool_list(pools),
             ),
         )
 
@@ -159,9 +189,12 @@ class KeyStore:
         limits: RateLimits = RateLimits(),
         expires_at: float | None = None,
         models: tuple[str, ...] | None = None,
+        pools: tuple[str, ...] | None = None,
     ) -> CreatedKey:
-        """A new key for ``tenant`` (created if new); an admin key opens the operator routes."""
+        """A new key for ``tenant`` (created if new); an admin key opens the operator routes; ``pools``
+        narrows the pools its tenant may be served from."""
         _check_name(tenant)
+        pool_list = _pool_list(pools)
         if models is not None and any(not m or "," in m for m in models):
             raise ValueError("model names in a key's list must be non-empty and contain no commas")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -173,7 +206,7 @@ class KeyStore:
             )
             self.database.execute(
                 "INSERT INTO api_keys(id, tenant, key_hash, role, created_at, expires_at, models,"
-                " rpm, tpm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " rpm, tpm, pools) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key_id,
                     tenant,
@@ -184,6 +217,7 @@ class KeyStore:
                     ",".join(models) if models else None,
                     limits.rpm,
                     limits.tpm,
+                    pool_list,
                 ),
             )
         return CreatedKey(key_id=key_id, tenant=tenant, secret=secret)
@@ -228,7 +262,7 @@ class KeyStore:
             return cached[1]
         rows = self.database.execute(
             "SELECT k.tenant, k.id, k.role, k.expires_at, k.models, k.rpm, k.tpm,"
-            " t.rpm, t.tpm, t.budget_tokens, t.budget_nanos, t.budget_period"
+            " t.rpm, t.tpm, t.budget_tokens, t.budget_nanos, t.budget_period, t.pools, k.pools"
             " FROM api_keys k JOIN tenants t ON t.name = k.tenant"
             " WHERE k.key_hash = ? AND k.revoked_at IS NULL",
             (digest,),
@@ -247,6 +281,7 @@ class KeyStore:
                 key_limits=RateLimits(rpm=row[5], tpm=row[6]),
                 tenant_limits=RateLimits(rpm=row[7], tpm=row[8]),
                 budget=budget,
+                pools=_allowed_pools(row[12], row[13]),
             )
         if len(self._cache) > 10_000:
             self._cache.clear()

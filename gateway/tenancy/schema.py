@@ -82,6 +82,20 @@ MIGRATIONS = (
             postgres=["CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant)"],
         ),
     ),
+    Migration(
+        4,
+        "pools a tenant or key may be served from",
+        statements(
+            sqlite=[
+                "ALTER TABLE tenants ADD COLUMN pools TEXT",
+                "ALTER TABLE api_keys ADD COLUMN pools TEXT",
+            ],
+            postgres=[
+                "ALTER TABLE tenants ADD COLUMN IF NOT EXISTS pools TEXT",
+                "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS pools TEXT",
+            ],
+        ),
+    ),
 )
 
 

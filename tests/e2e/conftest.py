@@ -23,7 +23,10 @@ import psutil
 import pytest
 import yaml
 
+from gateway.catalog.model_prep import prepare_model
+from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
+from tests.e2e.vllm_upstream import Upstream, running_upstream
 
 START_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 90
@@ -188,6 +191,20 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory, name: str, **extra: st
     env = maas_env(home, models_dir)
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="session")
+def smollm2_weights() -> Path:
+    """The SmolLM2 folder the default catalog serves (converted once into .cache/models)."""
+    model = load_catalog(REPO / "models.yaml").models[0]
+    return Path(prepare_model(model, REPO / ".cache" / "models", lambda line: None))
+
+
+@pytest.fixture(scope="session")
+def vllm_upstream(smollm2_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """A real vLLM OpenAI server on loopback, shared by the modules that call one (``vllm_upstream``)."""
+    with running_upstream(smollm2_weights, tmp_path_factory.mktemp("vllm-upstream"), free_port()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,19 @@
 """The openai_upstream backend in front of a real ``vllm serve`` (vLLM's OpenAI server on loopback).
 
-One vLLM server and one gateway for the module. The gateway's catalog serves the SmolLM2 folder that the
-default catalog prepares, through ``backend: openai_upstream`` pointing at that server; the server wants
-an API key, which reaches the replica only through the environment variable the catalog names. The
+The session's vLLM server (``tests.e2e.vllm_upstream``) and one gateway for the module. The gateway's
+catalog serves the SmolLM2 folder that the default catalog prepares, through ``backend: openai_upstream``
+pointing at that server; the server wants an API key, which reaches the replica only through the
+environment variable the catalog names. The
 official ``openai`` client drives both the gateway and, for reference, the upstream itself. The last test
-kills the upstream; teardown proves that no process of either is left.
+kills the upstream (the session's last user of it: ``test_many_pools`` runs before); teardown proves that
+no process of either is left.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,110 +23,30 @@ import psutil
 import pytest
 import yaml
 
-from gateway.catalog.model_prep import prepare_model
-from gateway.catalog.schema import load_catalog
-from tests.conftest import REPO
 from tests.e2e.conftest import (
     Gateway,
-    alive,
     create_key,
-    free_port,
     gateway_env,
-    process_tree,
     start_gateway,
     stop_gateway,
 )
+from tests.e2e.vllm_upstream import KEY_ENV, MAX_MODEL_LEN, SERVED, Upstream
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "smollm2-upstream"
-SERVED = "up"  # the name the upstream serves the model under
-KEY_ENV = "MAAS_E2E_UPSTREAM_KEY"
-MAX_MODEL_LEN = 2048
-UPSTREAM_START_TIMEOUT_S = 420
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@dataclass
-class Upstream:
-    base_url: str
-    key: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=self.key, max_retries=0)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+@pytest.fixture(scope="module")
+def upstream(vllm_upstream: Upstream) -> Upstream:
+    """The session's vLLM server (``tests.e2e.vllm_upstream``); this module's last test kills it."""
+    return vllm_upstream
 
 
 @pytest.fixture(scope="module")
-def weights() -> Path:
-    """The SmolLM2 folder the default catalog serves (converted once into .cache/models, as conftest's)."""
-    model = load_catalog(REPO / "models.yaml").models[0]
-    return Path(prepare_model(model, REPO / ".cache" / "models", lambda line: None))
-
-
-@pytest.fixture(scope="module")
-def upstream(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    port, key = free_port(), secrets.token_hex(16)
-    log = tmp_path_factory.mktemp("vllm-upstream") / "vllm.log"
-    command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        f"--model={weights}",
-        f"--served-model-name={SERVED}",
-        "--dtype=float32",
-        f"--max-model-len={MAX_MODEL_LEN}",
-        "--enforce-eager",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        f"--api-key={key}",
-        "--disable-log-stats",
-    ]
-    env = {
-        **os.environ,
-        "VLLM_TARGET_DEVICE": "cpu",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_USE_AOT_COMPILE": "0",
-        "HF_HUB_OFFLINE": "1",
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    server = Upstream(f"http://127.0.0.1:{port}/v1", key, process, log)
-    tree: list[psutil.Process] = []
-    try:
-        deadline = time.monotonic() + UPSTREAM_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"vLLM did not start (exit {process.poll()}):\n{server.log_tail()}")
-            try:
-                headers = {"Authorization": f"Bearer {key}"}
-                if httpx.get(f"{server.base_url}/models", headers=headers, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        tree = process_tree(process.pid)
-        yield server
-    finally:
-        tree = [*tree, *process_tree(process.pid)] if process.poll() is None else tree
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        time.sleep(1)
-        leftovers = alive(tree)
-        names = [f"{p.pid}:{p.name()}" for p in leftovers]
-        for proc in leftovers:
-            proc.kill()
-        assert not leftovers, f"vLLM processes left behind: {names}"
+def weights(smollm2_weights: Path) -> Path:
+    return smollm2_weights
 
 
 @pytest.fixture(scope="module")

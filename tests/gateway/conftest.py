@@ -14,7 +14,7 @@ from gateway.billing.admission import Admission, CounterStore
 from gateway.billing.ledger import Ledger
 from gateway.billing.ledger.sqlite_store import SqliteStore
 from gateway.billing.metering import Meter
-from gateway.catalog.routing import RoutedModel
+from gateway.catalog.routing import Route, RoutedModel
 from gateway.catalog.schema import Pricing
 from gateway.observability.metrics import GatewayMetrics
 from gateway.tenancy.keystore import Principal
@@ -35,13 +35,10 @@ def routed_model(name: str = "m", input_per_million: str = "1", output_per_milli
         context_length=2048,
         created=0,
         aliases=(),
-        client=NoClient(),
+        routes=(Route(name=name, client=NoClient(), chip="cpu", pool="own"),),
         pricing=Pricing(
             input_per_million=Decimal(input_per_million), output_per_million=Decimal(output_per_million)
         ),
-        deployment=f"model-{name}",
-        chip="cpu",
-        pool="own",
     )
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 NANOS = Decimal(1_000_000_000)
 
-GroupBy = Literal["model", "tenant", "key", "chip", "pool", "day", "hour", "minute"]
+GroupBy = Literal["model", "tenant", "key", "chip", "pool", "deployment", "day", "hour", "minute"]
 TIME_GROUPS = ("day", "hour", "minute")  # UTC buckets of created_at
 
 GROUP_COLUMNS: dict[str, str] = {
@@ -17,6 +17,7 @@ GROUP_COLUMNS: dict[str, str] = {
     "key": "key_id",
     "chip": "chip",
     "pool": "pool",
+    "deployment": "deployment",  # a model's deployment (``ModelEntry.deployment_names``)
     "endpoint": "endpoint",  # chat.completions, completions, embeddings, rerank, score
 }
 
@@ -49,6 +50,7 @@ class UsageRecord:
     charge_nanos: int  # what the tenant pays, in 1e-9 of the currency
     created_at: float
     usage_estimated: bool = False  # token counts are the gateway's estimate (an upstream sent no usage)
+    attempts: int = 1  # deployments the request was sent to before one answered (or the last failed)
 
 
 def charge_nanos(

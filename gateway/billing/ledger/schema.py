@@ -29,7 +29,21 @@ def _usage_records(database: Database) -> None:
             database.execute(add_column_sql(column))
 
 
-MIGRATIONS = (Migration(1, "usage records", _usage_records),)
+def _attempts(database: Database) -> None:
+    """How many deployments a request was sent to (the fallback before the first byte): 1 before."""
+    column = "attempts INTEGER NOT NULL DEFAULT 1"
+    if database.dialect != "sqlite":
+        database.execute(f"ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS {column}")
+        return
+    present = {row[1] for row in database.execute("PRAGMA table_info(usage_records)")}
+    if "attempts" not in present:
+        database.execute(f"ALTER TABLE usage_records ADD COLUMN {column}")
+
+
+MIGRATIONS = (
+    Migration(1, "usage records", _usage_records),
+    Migration(2, "attempts per request", _attempts),
+)
 
 
 def migrate_ledger(database: Database) -> list[int]:

@@ -31,6 +31,7 @@ COLUMNS = (
     "charge_nanos",
     "created_at",
     "usage_estimated",
+    "attempts",
 )
 
 ADDED_COLUMNS = {"usage_estimated": "BOOLEAN NOT NULL DEFAULT FALSE"}

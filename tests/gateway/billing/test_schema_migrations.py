@@ -46,8 +46,8 @@ def test_eight_gateways_opening_a_fresh_postgres_ledger_and_counters_at_once_all
         errors = start_at_once(8, lambda: [PostgresStore(url), CounterStore.postgres(url)])
         assert errors == []
         with psycopg.connect(url) as conn:
-            rows = conn.execute("SELECT component, version FROM schema_migrations ORDER BY 1").fetchall()
-        assert rows == [("counters", 1), ("ledger", 1)]
+            rows = conn.execute("SELECT component, version FROM schema_migrations ORDER BY 1, 2").fetchall()
+        assert rows == [("counters", 1), ("ledger", 1), ("ledger", 2)]
     finally:
         drop_schema(schema)
 
@@ -60,4 +60,4 @@ def test_one_sqlite_file_holds_every_components_versions(tmp_path: Path) -> None
         rows = conn.execute(
             "SELECT component, COUNT(*) FROM schema_migrations GROUP BY 1 ORDER BY 1"
         ).fetchall()
-    assert rows == [("counters", 1), ("ledger", 1), ("tenancy", 3)]
+    assert rows == [("counters", 1), ("ledger", 2), ("tenancy", 4)]

@@ -165,7 +165,7 @@ def test_a_models_queue_bound_is_its_deployments_together(write_catalog: Callabl
         {"replicas": 1, "max_ongoing_requests": 4, "max_queued_requests": 0},
     ]
     entry = load_catalog(write_catalog(data)).models[0]
-    routed = RoutedModel.from_entry(entry, client=NoClient(), deployment="d", prompt_counter=PromptCounter())
+    routed = RoutedModel.from_entry(entry, clients=[NoClient(), NoClient()], prompt_counter=PromptCounter())
     assert (routed.capacity, routed.max_queued) == (20, 16)
     data["models"][0]["deployments"] = [{"max_queued_requests": -1}]
     with pytest.raises(CatalogError, match="max_queued_requests"):
@@ -217,9 +217,7 @@ def test_tool_format_comes_from_the_template_and_needs_constrained_decoding(
         data = copy.deepcopy(VALID)
         data["models"][0].update(fields)
         entry = load_catalog(write_catalog(data)).models[0]
-        return RoutedModel.from_entry(
-            entry, client=NoClient(), deployment="d", prompt_counter=PromptCounter()
-        )
+        return RoutedModel.from_entry(entry, clients=[NoClient()], prompt_counter=PromptCounter())
 
     qwen = routed(chat_template="qwen2_5")
     assert qwen.tool_parser == "hermes" and qwen.constrained_decoding

@@ -244,3 +244,11 @@ def test_maas_node_resources_prints_the_chips_and_the_line_to_join_a_head(
     assert "nvidia: 8 x GPU (NVIDIA H100 80GB HBM3)" in out
     assert "enflame: 8 x GCU (S60)" in out
     assert """ray start --address=10.0.0.1:6380 --num-cpus=32 --num-gpus=8 --resources='{"GCU": 8}'""" in out
+
+
+def test_a_node_of_a_pool_declares_one_unit_of_the_pools_resource() -> None:
+    line = ray_start_line(
+        [DetectedChips("enflame", "GCU", 8, ("S60",), "efsmi")], num_cpus=64, pool="eu-rented"
+    )
+    assert line.endswith(""" --resources='{"GCU": 8, "maas_pool_eu-rented": 1}'""")
+    assert "pool: eu-rented (Ray resource maas_pool_eu-rented)" in format_report([], 4, pool="eu-rented")

@@ -75,8 +75,8 @@ def test_replica_time_busy_time_and_cost_accrue_per_deployment() -> None:
     clock[0] = 3600.0
     meter.tick()
     r = metrics.registry
-    a = {"model": "a", "chip": "nvidia", "pool": "own"}
-    b = {"model": "b", "chip": "ascend", "pool": "rented"}
+    a = {"model": "a", "deployment": "a", "chip": "nvidia", "pool": "own"}
+    b = {"model": "b", "deployment": "b", "chip": "ascend", "pool": "rented"}
     assert value(r, "maas_replica_seconds_total", **a) == 3 * 3600
     assert value(r, "maas_replica_busy_seconds_total", **a) == 1800  # one of three replicas, half the hour
     assert value(r, "maas_infra_cost_total", **a, currency="USD") == pytest.approx(3 * 3.0)

@@ -15,14 +15,14 @@ INSTALLATIONS = [None, "a", "a-b", "b", "model", "prod-eu-1"]
 
 def test_the_embedded_default_keeps_its_application_names() -> None:
     assert app_name(tiny(name="qwen")) == "model-qwen"
-    assert ServeRuntime(RayOptions()).app_name(tiny(name="qwen")) == "model-qwen"
+    assert ServeRuntime(RayOptions()).app_name("qwen") == "model-qwen"
 
 
 def test_two_installations_name_the_same_model_apart() -> None:
     model = tiny(name="qwen")
     names = {app_name(model, installation) for installation in INSTALLATIONS}
     assert len(names) == len(INSTALLATIONS)
-    assert ServeRuntime(RayOptions(installation="prod-eu-1")).app_name(model) == "prod-eu-1_model-qwen"
+    assert ServeRuntime(RayOptions(installation="prod-eu-1")).app_name(model.name) == "prod-eu-1_model-qwen"
 
 
 @pytest.mark.parametrize("mine", INSTALLATIONS)

@@ -8,7 +8,7 @@ import pytest
 
 from backends.chips import BUILTIN_CHIPS, ray_actor_resources
 from gateway.catalog.schema import CatalogError, parse_catalog
-from gateway.serving.chip_capacity import capacity_problems, chip_demands
+from gateway.serving.chip_capacity import capacity_problems, chip_demands, pool_problems
 from gateway.serving.chip_report import chip_report
 
 
@@ -113,3 +113,40 @@ def test_chip_report_lists_models_by_chip_and_healthy_replicas() -> None:
     assert report["models"][1]["status"] == "UNKNOWN"
     kinds = {k["chip"]: k for k in report["kinds"]}
     assert kinds["enflame"]["in_cluster"] and not kinds["ascend"]["in_cluster"]
+
+
+def test_every_deployment_of_a_model_is_a_row_of_the_chip_report_and_a_chip_demand() -> None:
+    parsed = parse_catalog(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "family": "llama",
+                    "context_length": 512,
+                    "weights": {"kind": "local", "path": "/models/x"},
+                    "deployments": [
+                        {"chip": "nvidia", "pool": "own"},
+                        {"chip": "ascend", "pool": "rented", "replicas": 2},
+                    ],
+                }
+            ]
+        },
+        "test.yaml",
+    )
+    report = chip_report(parsed, {"m@rented": "RUNNING"}, {"m@rented": 2}, {})
+    rows = {row["deployment"]: row for row in report["models"]}
+    assert set(rows) == {"m", "m@rented"} and rows["m"]["status"] == "UNKNOWN"
+    assert (rows["m@rented"]["pool"], rows["m@rented"]["healthy_replicas"]) == ("rented", 2)
+    assert {(d.model, d.resource, d.total) for d in chip_demands(parsed)} == {
+        ("m", "GPU", 1),
+        ("m@rented", "NPU", 2),
+    }
+
+
+def test_a_pool_no_node_declares_is_named_with_the_line_that_declares_it() -> None:
+    parsed = catalog({"pool": "own"}, {"pool": "eu-rented"})
+    nodes = [{"CPU": 8, "maas_pool_own": 1}]
+    problems = pool_problems(parsed, nodes, in_gateway=set())
+    assert len(problems) == 1 and "pool 'eu-rented'" in problems[0]
+    assert """ray start --resources='{"maas_pool_eu-rented": 1}'""" in problems[0]
+    assert pool_problems(parsed, nodes, in_gateway={"m1"}) == []  # a rented API needs no node

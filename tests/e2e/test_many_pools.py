@@ -1,0 +1,227 @@
+"""One model served from two pools at once: an own deployment (vLLM on the CPU, the real SmolLM2, one
+replica taking two requests at once) and a rented API priced per token (the session's real vLLM server
+behind ``openai_upstream``). Load above the own capacity spills to the API and drains back; a tenant kept
+to the own pool never reaches the API; requests to a hung own replica fall back to the API before their
+first byte, and a killed one loses no request and doubles no record.
+
+Which deployment served each request is read from the ledger (its rows name deployment, pool and the
+attempts), and from ``/metrics`` and ``/admin/chips``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import Gateway, create_key, gateway_env, process_tree, start_gateway, stop_gateway
+from tests.e2e.vllm_upstream import KEY_ENV, MAX_MODEL_LEN, Upstream
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "smollm2-pools"
+RENTED = f"{MODEL}@api"
+COUNT = [{"role": "user", "content": "Count from one to fifty in words, separated by commas."}]
+
+
+@pytest.fixture(scope="module")
+def pooled(
+    vllm_upstream: Upstream, smollm2_weights: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    env = gateway_env(tmp_path_factory, "maas-pools", **{KEY_ENV: vllm_upstream.key})
+    catalog = {
+        "pools": [
+            {"name": "own", "kind": "owned", "chips": {"cpu": {"purchase_price": 2000}}},
+            {
+                "name": "api",
+                "kind": "managed",
+                "per_token": {"input_per_million": 0.02, "output_per_million": 0.04},
+            },
+        ],
+        "models": [
+            {
+                "name": MODEL,
+                "family": "llama",
+                "context_length": MAX_MODEL_LEN,
+                "pricing": {"input_per_million": 0.05, "output_per_million": 0.10, "currency": "USD"},
+                "weights": {"kind": "local", "path": str(smollm2_weights)},
+                "routing": "own_first",
+                "deployments": [
+                    {
+                        "backend": "vllm",
+                        "pool": "own",
+                        "max_ongoing_requests": 2,
+                        "max_queued_requests": 8,
+                        "stall_timeout_s": 5,  # a hung own replica is given up on (and fallen back from)
+                        "engine": {
+                            "dtype": "float32",
+                            "enforce_eager": True,
+                            "kv_cache_gib": 1,
+                            "max_num_seqs": 2,
+                        },
+                    },
+                    {
+                        "backend": "openai_upstream",
+                        "pool": "api",
+                        "max_ongoing_requests": 8,
+                        "engine": vllm_upstream.engine(),
+                    },
+                ],
+            }
+        ],
+    }
+    path = Path(env["MAAS_HOME"]) / "pools-catalog.yaml"
+    path.write_text(yaml.safe_dump(catalog))
+    gw = start_gateway(env, create_key(env, "pools-e2e"), config=path)
+    try:
+        yield gw
+    finally:
+        stop_gateway(gw)
+
+
+def ledger(gw: Gateway, tenant: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(Path(gw.env["MAAS_HOME"]) / "maas.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT * FROM usage_records WHERE tenant = ? ORDER BY created_at", (tenant,))
+        return [dict(row) for row in rows]
+
+
+def settled(gw: Gateway, tenant: str, count: int) -> list[dict[str, Any]]:
+    """The tenant's ledger rows once ``count`` are there (a streamed answer's row lands as it ends)."""
+    deadline = time.monotonic() + 30
+    while len(rows := ledger(gw, tenant)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return rows
+
+
+def ask(client: openai.OpenAI, max_tokens: int = 48) -> str:
+    """Stream an answer; the completion id (the ledger's request id)."""
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=COUNT,
+        max_tokens=max_tokens,
+        temperature=0,
+        stream=True,  # type: ignore[arg-type]
+    )
+    ids = {chunk.id for chunk in stream}
+    assert len(ids) == 1
+    return ids.pop()
+
+
+def metric(gw: Gateway, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(httpx.get(gw.base_url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+def test_both_deployments_are_served_and_reported(pooled: Gateway) -> None:
+    admin = pooled.create_key("ops", admin=True)
+    report = httpx.get(pooled.base_url + "/admin/chips", headers={"Authorization": f"Bearer {admin}"}).json()
+    rows = {row["deployment"]: row for row in report["models"] if row["model"] == MODEL}
+    assert set(rows) == {MODEL, RENTED}
+    assert (rows[MODEL]["pool"], rows[MODEL]["backend"], rows[MODEL]["status"]) == ("own", "vllm", "RUNNING")
+    assert (rows[RENTED]["pool"], rows[RENTED]["backend"]) == ("api", "openai_upstream")
+
+
+def test_load_above_own_capacity_spills_to_the_rented_api_and_drains_back(pooled: Gateway) -> None:
+    client = pooled.client(pooled.create_key("spill"))
+    with ThreadPoolExecutor(6) as pool:
+        burst = list(pool.map(lambda _: ask(client), range(6)))
+    rows = settled(pooled, "spill", 6)
+    assert sorted(r["request_id"] for r in rows) == sorted(burst)  # one record per request
+    assert all(r["status"] == "ok" and r["attempts"] == 1 for r in rows), rows
+    pools = Counter(r["pool"] for r in rows)
+    assert pools["own"] >= 2 and pools["api"] >= 1, pools  # own's two slots filled, the rest spilled
+    assert {r["deployment"] for r in rows if r["pool"] == "api"} == {RENTED}
+
+    quiet = [ask(client, max_tokens=8) for _ in range(3)]  # one at a time: own has room again
+    rows = {r["request_id"]: r for r in settled(pooled, "spill", 9)}
+    assert [rows[i]["pool"] for i in quiet] == ["own"] * 3
+
+    assert metric(pooled, "maas_tokens_total", model=MODEL, pool="api", kind="completion") > 0
+    assert metric(pooled, "maas_tokens_total", model=MODEL, pool="own", kind="completion") > 0
+    assert metric(pooled, "maas_placement_spills_total", model=MODEL, event="spill") >= 1
+    assert metric(pooled, "maas_placement_spills_total", model=MODEL, event="drain_back") >= 1
+
+    admin = pooled.create_key("ops", admin=True)
+    report = httpx.get(pooled.base_url + "/admin/pools", headers={"Authorization": f"Bearer {admin}"}).json()
+    pools_now = {p["pool"]: p for p in report["pools"]}
+    assert pools_now["api"]["billing"] == "per_token" and pools_now["api"]["cost_marginal"] > 0
+    assert pools_now["own"]["completion_tokens"] > 0 and 0 < report["own_token_share"] < 1
+    assert report["placement_events"][MODEL]["spill"] >= 1
+
+
+def test_a_tenant_kept_to_the_own_pool_is_never_served_from_the_rented_one(pooled: Gateway) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "tenants", "create", "own-only", "--pools", "own"],
+        env=pooled.env,
+        check=True,
+        capture_output=True,
+    )
+    client = pooled.client(pooled.create_key("own-only"))
+    with ThreadPoolExecutor(6) as pool:
+        sent = list(pool.map(lambda _: ask(client), range(6)))  # more than own takes at once: they queue
+    rows = settled(pooled, "own-only", 6)
+    assert sorted(r["request_id"] for r in rows) == sorted(sent)
+    assert {(r["pool"], r["status"]) for r in rows} == {("own", "ok")}
+
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "tenants", "create", "eu-only", "--pools", "eu"],
+        env=pooled.env,
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        ask(pooled.client(pooled.create_key("eu-only")))
+    assert refused.value.code == "pool_not_allowed" and "eu" in refused.value.message
+
+
+def own_replica(gw: Gateway) -> int:
+    for proc in process_tree(gw.process.pid):
+        if f"ServeReplica:model-{MODEL}:" in " ".join(proc.cmdline()):
+            return proc.pid
+    raise AssertionError("no own replica process")
+
+
+def test_a_hung_own_replica_falls_back_before_the_first_byte_and_a_killed_one_loses_nothing(
+    pooled: Gateway,
+) -> None:
+    client = pooled.client(pooled.create_key("faults"))
+    victim = own_replica(pooled)
+    os.kill(victim, signal.SIGSTOP)  # hung: its channel stays open, it answers nothing
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            stalled = list(pool.map(lambda _: ask(client, max_tokens=8), range(2)))
+    finally:
+        os.kill(victim, signal.SIGKILL)  # and now dead (a stopped process dies too)
+    rows = {r["request_id"]: r for r in settled(pooled, "faults", 2)}
+    for request_id in stalled:  # own was tried first, gave nothing for stall_timeout_s, the API answered
+        assert (rows[request_id]["pool"], rows[request_id]["attempts"], rows[request_id]["status"]) == (
+            "api",
+            2,
+            "ok",
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        after = list(pool.map(lambda _: ask(client, max_tokens=8), range(4)))
+    rows_after = settled(pooled, "faults", 6)
+    assert len(rows_after) == 6 and len({r["request_id"] for r in rows_after}) == 6  # none lost or doubled
+    by_id = {r["request_id"]: r for r in rows_after}
+    assert {(by_id[i]["pool"], by_id[i]["status"]) for i in after} == {("api", "ok")}
