@@ -28,11 +28,12 @@ class UsageObserver(Protocol):
 
 
 class BusyTracker(Protocol):
-    """Knows how many requests each model has in flight (replica utilisation and its cost)."""
+    """Knows how many requests each deployment has in flight (replica utilisation and its cost), and what
+    each served (a rented API costs per token)."""
 
-    def started(self, model: str) -> None: ...
+    def started(self, deployment: str) -> None: ...
 
-    def finished(self, model: str) -> None: ...
+    def finished(self, deployment: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None: ...
 
 
 @dataclass
@@ -122,9 +123,9 @@ class Meter:
         if self.settled:
             return None
         self.settled = True
-        if self.utilization is not None and self.route is not None:
-            self.utilization.finished(self.route.name)
         record = self._record(progress, status, error_type)
+        if self.utilization is not None and self.route is not None:
+            self.utilization.finished(self.route.name, record.prompt_tokens, record.completion_tokens)
         self.metrics.observe(record)
         logger.info(
             "usage request_id=%s tenant=%s key_id=%s model=%s status=%s prompt_tokens=%d "

@@ -24,6 +24,30 @@ class CatalogError(ValueError):
     """The catalog file is missing, is not YAML, or breaks the schema; the message names file and field."""
 
 
+class Autoscaling(Strict):
+    """Ray Serve's autoscaling of a deployment's replicas, by requests in flight per replica."""
+
+    min_replicas: int = Field(
+        ge=0, le=1024, description="Fewest replicas; 0 scales an idle deployment to zero, freeing its chips."
+    )
+    max_replicas: int = Field(ge=1, le=1024, description="Most replicas (capacity checks count these).")
+    target_ongoing_requests: float = Field(
+        default=2, gt=0, description="Requests in flight per replica the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(default=30, ge=0, description="Load must stay high this long to add.")
+    downscale_delay_s: float = Field(default=600, ge=0, description="Load must stay low this long to remove.")
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
+        return self
+
+    def serve_config(self) -> dict[str, Any]:
+        """Serve's ``autoscaling_config``: it starts at ``min_replicas``."""
+        return {**self.model_dump(), "initial_replicas": self.min_replicas}
+
+
 class Deployment(Strict):
     """Where and how one model runs: a backend on a chip kind, with replicas."""
 
@@ -40,7 +64,12 @@ class Deployment(Strict):
         "accelerator and 0 on the CPU.",
     )
     pool: str = Field(default="own", pattern=POOL_NAME, description="Capacity pool this deployment runs in.")
-    replicas: int = Field(default=1, ge=1, le=1024, description="Number of replicas.")
+    replicas: int = Field(default=1, ge=1, le=1024, description="Number of replicas (without autoscaling).")
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Scale replicas with load between min_replicas and max_replicas instead of a fixed "
+        "`replicas` (Ray Serve's autoscaler; its requests go through Serve's handle, which it counts).",
+    )
     max_ongoing_requests: int = Field(
         default=256, ge=1, description="Requests one replica accepts at once before queueing."
     )
@@ -73,9 +102,14 @@ class Deployment(Strict):
     )
 
     @property
+    def max_replicas(self) -> int:
+        """The most replicas it runs: ``replicas``, or autoscaling's ``max_replicas``."""
+        return self.autoscaling.max_replicas if self.autoscaling is not None else self.replicas
+
+    @property
     def capacity(self) -> int:
-        """Requests this deployment's replicas take at once."""
-        return self.replicas * self.max_ongoing_requests
+        """Requests this deployment's replicas take at once (at most, when autoscaled)."""
+        return self.max_replicas * self.max_ongoing_requests
 
     @property
     def queue_limit(self) -> int:
@@ -84,6 +118,12 @@ class Deployment(Strict):
     engine: dict[str, Any] = Field(
         default_factory=dict, description="Engine options, validated by the backend's own schema."
     )
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> Deployment:
+        if self.autoscaling is not None and "replicas" in self.model_fields_set:
+            raise ValueError("set replicas or autoscaling, not both (autoscaling starts at min_replicas)")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -56,6 +56,8 @@ async def dashboard_data(
     pools = sorted(set(revenue_by_pool) | set(cost_by_pool))
     busy = metric_totals(registry, "maas_replica_busy_seconds_total", "pool")
     replica_time = metric_totals(registry, "maas_replica_seconds_total", "pool")
+    tokens_by_pool = metric_totals(registry, "maas_tokens_total", "pool")
+    total_tokens = sum(tokens_by_pool.values())
     return {
         "generated_at": now,
         "window_s": SERIES_WINDOW_S,
@@ -100,6 +102,8 @@ async def dashboard_data(
             for p in pools
         },
         "utilization_by_pool": _ratio(busy, replica_time),
+        "token_share_by_pool": _ratio(tokens_by_pool, {p: total_tokens for p in tokens_by_pool}),
+        "placement_events": metric_totals(registry, "maas_placement_spills_total", "event"),
         "live": {
             "requests_total": sum(metric_totals(registry, "maas_requests_total", "model").values()),
             "latency_sum_s": sum(

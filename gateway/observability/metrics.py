@@ -75,7 +75,8 @@ class GatewayMetrics:
         deployment = ["model", "deployment", "chip", "pool"]
         self.infra_cost = Counter(
             "maas_infra_cost_total",
-            "What replicas cost the operator (pool chip-hour cost x replica time), in the pool's currency.",
+            "What serving costs the operator, in the pool's currency: chip-hour cost x replica time, or a "
+            "rented API's price x the tokens it served.",
             [*deployment, "currency"],
             registry=r,
         )
@@ -102,6 +103,12 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.pool_info = Gauge(
+            "maas_pool_info",
+            "1 per capacity pool, with its kind (owned, managed).",
+            ["pool", "kind"],
+            registry=r,
+        )
         self.spills = Counter(
             "maas_placement_spills_total",
             "Placement changes of a model with several deployments: spill (the chosen deployment is "

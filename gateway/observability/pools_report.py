@@ -8,7 +8,8 @@ gateway's start by default): revenue from the ledger's charges, and two costs ke
 - **amortised**: what the books report. Owned chips: depreciation plus power and hosting; the rest as
   marginal.
 
-Chip-hour costs run for every replica asked for, over the window; API costs follow the tokens sent.
+Chip-hour costs run for every replica asked for, over the window (an autoscaled deployment: for the replicas
+running now); API costs follow the tokens sent.
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ def pools_report(
                 figures.prompt_tokens, figures.completion_tokens = row.prompt_tokens, row.completion_tokens
                 figures.revenue = Decimal(row.charge_nanos) / NANOS
             marginal, amortised = _chip_hour_costs(pool, d.chip, d.chips_per_replica)
-            figures.marginal_cost = marginal * d.replicas * hours
-            figures.amortised_cost = amortised * d.replicas * hours
+            # autoscaled: the replicas running now stand for the window (Prometheus has the exact time)
+            running = int(healthy.get(name, 0)) if d.autoscaling is not None else d.replicas
+            figures.marginal_cost = marginal * running * hours
+            figures.amortised_cost = amortised * running * hours
             if pool is not None and pool.per_token is not None:
                 terms = pool.per_token
                 sent = figures.prompt_tokens * terms.input_per_million
@@ -111,7 +114,7 @@ def pools_report(
                 "pool": d.pool,
                 "chip": d.chip,
                 "backend": d.backend,
-                "replicas": d.replicas,
+                "replicas": d.max_replicas,
                 "healthy_replicas": int(healthy.get(name, 0)),
             }
             pools.setdefault(d.pool, _Figures()).add(figures)

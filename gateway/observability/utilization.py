@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from gateway.catalog.pools import TokenCost
 from gateway.catalog.schema import Catalog
 from gateway.observability.metrics import GatewayMetrics
 
@@ -31,6 +32,11 @@ class DeploymentCost:
     replicas: int
     currency: str
     replica_hour_cost: Decimal
+    autoscaled: bool = False
+    """Its replica count is the autoscaler's: replica time follows the healthy replicas, not ``replicas``."""
+    per_token: TokenCost | None = None
+    """A rented API: it costs per token served, not per replica-hour."""
+    pool_kind: str = "owned"
 
 
 def deployment_costs(catalog: Catalog) -> list[DeploymentCost]:
@@ -38,15 +44,27 @@ def deployment_costs(catalog: Catalog) -> list[DeploymentCost]:
     for model in catalog.models:
         for name, deployment in zip(model.deployment_names(), model.deployments, strict=True):
             pool = catalog.pool(deployment.pool)
+            per_token = None
+            if pool is not None and pool.per_token is not None:
+                per_token = TokenCost(pool.per_token.input_per_million, pool.per_token.output_per_million)
             hourly = (
                 Decimal(0)
-                if pool is None or pool.per_token is not None  # an API is paid per token, in the ledger
+                if pool is None or per_token is not None  # an API is paid per token, as it serves
                 else pool.replica_hour_cost(deployment.chip, deployment.chips_per_replica)
             )
             currency = pool.currency if pool is not None else model.pricing.currency
             costs.append(
                 DeploymentCost(
-                    name, model.name, deployment.chip, deployment.pool, deployment.replicas, currency, hourly
+                    name,
+                    model.name,
+                    deployment.chip,
+                    deployment.pool,
+                    deployment.max_replicas,
+                    currency,
+                    hourly,
+                    autoscaled=deployment.autoscaling is not None,
+                    per_token=per_token,
+                    pool_kind=pool.kind if pool is not None else "owned",
                 )
             )
     return costs
@@ -82,6 +100,7 @@ class UtilizationMeter:
             self._deployments = {d.name: d for d in deployments}
             for d in deployments:
                 self._metrics.replicas.labels(*_labels(d)).set(d.replicas)
+                self._metrics.pool_info.labels(d.pool, d.pool_kind).set(1)
 
     def deployments(self) -> list[DeploymentCost]:
         return list(self._deployments.values())
@@ -92,8 +111,12 @@ class UtilizationMeter:
     def started(self, deployment: str) -> None:
         self._change_in_flight(deployment, +1)
 
-    def finished(self, deployment: str) -> None:
+    def finished(self, deployment: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
         self._change_in_flight(deployment, -1)
+        d = self._deployments.get(deployment)
+        if d is not None and d.per_token is not None and (prompt_tokens or completion_tokens):
+            cost = d.per_token.of(prompt_tokens, completion_tokens)
+            self._metrics.infra_cost.labels(*_labels(d), d.currency).inc(float(cost))
 
     def _change_in_flight(self, name: str, change: int) -> None:
         with self._lock:
@@ -131,8 +154,9 @@ class UtilizationMeter:
                 self._accrue_busy(d.name, now)
                 if elapsed <= 0:
                     continue
-                self._metrics.replica_seconds.labels(*labels).inc(elapsed * d.replicas)
-                cost = float(d.replica_hour_cost) * d.replicas * elapsed / 3600
+                running = healthy.get(d.name, 0) if d.autoscaled else d.replicas
+                self._metrics.replica_seconds.labels(*labels).inc(elapsed * running)
+                cost = float(d.replica_hour_cost) * running * elapsed / 3600
                 self._metrics.infra_cost.labels(*labels, d.currency).inc(cost)
 
 

@@ -43,7 +43,7 @@ def chip_demands(catalog: Catalog) -> list[ChipDemand]:
                 continue
             demands.append(
                 ChipDemand(
-                    name, kind.name, kind.ray_resource, deployment.chips_per_replica, deployment.replicas
+                    name, kind.name, kind.ray_resource, deployment.chips_per_replica, deployment.max_replicas
                 )
             )
     return demands

@@ -289,7 +289,7 @@ class ServeRuntime:
         return {unit.name: self._serve_clients[unit.name] for unit in units}
 
     def _route(self, unit: Unit) -> ChannelRoute | None:
-        if self.channels is None:
+        if self.channels is None or unit.deployment.autoscaling is not None:
             return None
         app = self._prefix + unit.name
         return self.channels.route(
@@ -344,14 +344,22 @@ class ServeRuntime:
             "health_check_timeout_s": 60,
             "graceful_shutdown_timeout_s": 30,  # in-flight requests finish on removal or update
         }
-        options["num_replicas"] = deployment.replicas
+        # An autoscaled deployment's requests go through Serve's handle, whose counts drive its autoscaler
+        # (requests over replica channels are invisible to it): it gets no channel ticket.
+        ticket = None
+        if deployment.autoscaling is not None:
+            options["autoscaling_config"] = deployment.autoscaling.serve_config()
+            self._target_replicas.pop(app, None)  # how many run is the autoscaler's: read, not assumed
+        else:
+            options["num_replicas"] = deployment.replicas
+            self._target_replicas[app] = deployment.replicas
+            ticket = self._ticket(app)
         app_graph = (
             serve.deployment(ModelReplica)  # type: ignore[attr-defined]
             .options(**options)
-            .bind(unit.spec, deployment.backend, self._ticket(app))
+            .bind(unit.spec, deployment.backend, ticket)
         )
         self._apps.add(app)
-        self._target_replicas[app] = deployment.replicas
         serve.run(app_graph, name=app, route_prefix=None)
 
     def _ticket(self, app: str) -> ChannelTicket | None:

@@ -42,6 +42,8 @@ def test_dashboard_covers_what_operators_decide_by() -> None:
         "maas_revenue_total",
         "maas_infra_cost_total",
         "maas_replica_busy_seconds_total",
+        "maas_placement_spills_total",  # pools: spill and drain back
+        "maas_pool_info",  # rented spend
     ):
         assert metric in exprs
 

@@ -10,6 +10,7 @@ attempts), and from ``/metrics`` and ``/admin/chips``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -24,6 +25,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "smollm2-pools"
 RENTED = f"{MODEL}@api"
+SCALED = "tiny-scaled-to-zero"
 COUNT = [{"role": "user", "content": "Count from one to fifty in words, separated by commas."}]
 
 
@@ -81,7 +84,28 @@ def pooled(
                         "engine": vllm_upstream.engine(),
                     },
                 ],
-            }
+            },
+            {
+                "name": SCALED,
+                "family": "llama",
+                "context_length": 1024,
+                "chat_template": "llama3",
+                "weights": {"kind": "tiny_random", "architecture": "llama", "seed": 1},
+                "deployments": [
+                    {
+                        "backend": "vllm",
+                        "pool": "own",
+                        "autoscaling": {"min_replicas": 0, "max_replicas": 1, "downscale_delay_s": 0},
+                        "stall_timeout_s": 300,  # the first request waits for a replica to start
+                        "engine": {
+                            "dtype": "float32",
+                            "enforce_eager": True,
+                            "kv_cache_gib": 0.25,
+                            "max_num_seqs": 4,
+                        },
+                    }
+                ],
+            },
         ],
     }
     path = Path(env["MAAS_HOME"]) / "pools-catalog.yaml"
@@ -225,3 +249,27 @@ def test_a_hung_own_replica_falls_back_before_the_first_byte_and_a_killed_one_lo
     assert len(rows_after) == 6 and len({r["request_id"] for r in rows_after}) == 6  # none lost or doubled
     by_id = {r["request_id"]: r for r in rows_after}
     assert {(by_id[i]["pool"], by_id[i]["status"]) for i in after} == {("api", "ok")}
+
+
+def test_a_model_scaled_to_zero_answers_its_first_request_after_idling(pooled: Gateway) -> None:
+    assert serve_replicas(pooled, SCALED) == 0  # min_replicas 0: no engine while idle
+    client = pooled.client(pooled.create_key("cold"))
+    started = time.monotonic()
+    answer = client.chat.completions.create(
+        model=SCALED,
+        messages=COUNT,
+        max_tokens=4,
+        temperature=0,  # type: ignore[arg-type]
+    )
+    waited = time.monotonic() - started
+    assert answer.choices[0].finish_reason in ("length", "stop") and answer.usage is not None
+    assert serve_replicas(pooled, SCALED) == 1
+    print(f"\nfirst request to a model scaled to zero answered after {waited:.1f} s (a replica started)")
+
+
+def serve_replicas(gw: Gateway, model: str) -> int:
+    count = 0
+    for proc in process_tree(gw.process.pid):
+        with contextlib.suppress(psutil.Error):
+            count += f"ServeReplica:model-{model}:" in " ".join(proc.cmdline())
+    return count

@@ -41,6 +41,10 @@
     Charts.bars($("chart-margin-pool"), pools, pools.map((p) => data.margin_by_pool[p].margin), money);
     const upools = Object.keys(data.utilization_by_pool);
     Charts.bars($("chart-util-pool"), upools, upools.map((p) => data.utilization_by_pool[p] * 100), (v) => v.toFixed(1) + "%");
+    const spools = Object.keys(data.token_share_by_pool);
+    Charts.bars($("chart-share-pool"), spools, spools.map((p) => data.token_share_by_pool[p] * 100), (v) => v.toFixed(1) + "%");
+    const events = Object.keys(data.placement_events);
+    Charts.bars($("chart-spills"), events, events.map((e) => data.placement_events[e]));
     Charts.bars($("chart-tenants"), data.top_tenants.map((t) => t.tenant), data.top_tenants.map((t) => t.tokens));
     fillTable("tenants", data.top_tenants.map((t) => [t.tenant, t.requests, t.tokens, money(t.revenue) + " " + t.currency]));
     fillTable("models", data.tokens_by_model.map((m) => [

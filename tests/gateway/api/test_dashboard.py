@@ -87,3 +87,19 @@ async def test_embedding_tokens_show_per_model_and_endpoint(
     [embeddings] = [u for u in usage if u["endpoint"] == "embeddings"]
     assert embeddings["model"] == "minilm" and embeddings["prompt_tokens"] == 40
     assert embeddings["chip"] == "cpu" and embeddings["pool"] == "own"
+
+
+async def test_token_share_by_pool_and_spill_events_show_on_the_dashboard(
+    tmp_path: Path, ledger: Ledger, admission: Admission
+) -> None:
+    keystore = KeyStore(tmp_path / "maas.db")
+    admin = {"Authorization": f"Bearer {keystore.create_key('operator', admin=True).secret}"}
+    metrics = GatewayMetrics()
+    metrics.observe(record("o1", pool="own", prompt_tokens=60, completion_tokens=15))
+    metrics.observe(record("r1", pool="api", deployment="m1@api", prompt_tokens=20, completion_tokens=5))
+    metrics.spills.labels("m1", "spill").inc()
+    app = build_app(ModelRouter(), keystore, ledger, metrics, admission, dict)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        data = (await client.get("/admin/dashboard/data", headers=admin)).json()
+    assert data["token_share_by_pool"] == {"own": 0.75, "api": 0.25}
+    assert data["placement_events"] == {"spill": 1.0}

@@ -33,7 +33,9 @@ APP = build_app(
     Admission(CounterStore.sqlite(str(_home / "counters.db"))),
     lambda: {"m": "RUNNING"},
 )
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path_regex=r"^/admin/(catalog|chips|pools)")
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(
+    path_regex=r"^/admin/(catalog|chips|pools)"
+)
 
 
 def test_the_published_schema_describes_the_request_bodies() -> None:

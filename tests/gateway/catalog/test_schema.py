@@ -230,3 +230,35 @@ def test_tool_format_comes_from_the_template_and_needs_constrained_decoding(
         ],
     )
     assert upstream.tool_parser is None and not upstream.constrained_decoding
+
+
+def test_autoscaling_sets_capacity_by_max_replicas_and_excludes_a_fixed_replica_count(
+    write_catalog: Callable[[object], Path],
+) -> None:
+    scaled = with_model(
+        deployments=[{"max_ongoing_requests": 4, "autoscaling": {"min_replicas": 0, "max_replicas": 3}}]
+    )
+    deployment = load_catalog(write_catalog(scaled)).models[0].deployments[0]
+    assert deployment.capacity == 12 and deployment.max_replicas == 3
+    assert deployment.autoscaling is not None
+    config = deployment.autoscaling.serve_config()
+    assert (config["min_replicas"], config["initial_replicas"], config["max_replicas"]) == (0, 0, 3)
+    both = with_model(deployments=[{"replicas": 2, "autoscaling": {"min_replicas": 1, "max_replicas": 3}}])
+    with pytest.raises(CatalogError, match="replicas or autoscaling, not both"):
+        load_catalog(write_catalog(both))
+    upside_down = with_model(deployments=[{"autoscaling": {"min_replicas": 4, "max_replicas": 3}}])
+    with pytest.raises(CatalogError, match="min_replicas 4 is above max_replicas 3"):
+        load_catalog(write_catalog(upside_down))
+
+
+def test_the_first_deployment_keeps_the_models_name_and_the_others_are_named_by_pool(
+    write_catalog: Callable[[object], Path],
+) -> None:
+    many = with_model(deployments=[{"pool": "own"}, {"pool": "eu"}, {"pool": "eu"}])
+    assert load_catalog(write_catalog(many)).models[0].deployment_names() == [
+        VALID["models"][0]["name"],
+        f"{VALID['models'][0]['name']}@eu",
+        f"{VALID['models'][0]['name']}@eu.2",
+    ]
+    with pytest.raises(CatalogError, match="pool"):
+        load_catalog(write_catalog(with_model(deployments=[{"pool": "Bad_Pool"}])))

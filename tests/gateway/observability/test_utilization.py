@@ -121,3 +121,43 @@ def test_requests_waiting_for_their_first_token_are_counted_as_queued() -> None:
     meter.waiting("m", +1)
     meter.waiting("m", -1)
     assert value(metrics.registry, "maas_requests_queued", model="m") == 1
+
+
+def test_a_rented_api_costs_its_token_prices_as_it_serves_and_no_replica_time() -> None:
+    catalog = parse_catalog(
+        {
+            "pools": [
+                {
+                    "name": "api",
+                    "kind": "managed",
+                    "per_token": {"input_per_million": 1, "output_per_million": 4},
+                }
+            ],
+            "models": [
+                {
+                    "name": "m",
+                    "family": "llama",
+                    "context_length": 512,
+                    "weights": {"kind": "local", "path": "/x"},
+                    "deployments": [
+                        {
+                            "backend": "openai_upstream",
+                            "pool": "api",
+                            "engine": {"base_url": "http://127.0.0.1:9/v1", "model": "x"},
+                        }
+                    ],
+                }
+            ],
+        },
+        "test",
+    )
+    metrics = GatewayMetrics()
+    clock = [0.0]
+    meter = UtilizationMeter(metrics, deployment_costs(catalog), clock=lambda: clock[0])
+    meter.started("m")
+    meter.finished("m", prompt_tokens=500_000, completion_tokens=250_000)
+    clock[0] = 3600.0
+    meter.tick()
+    labels = {"model": "m", "deployment": "m", "chip": "cpu", "pool": "api"}
+    assert value(metrics.registry, "maas_infra_cost_total", **labels, currency="USD") == pytest.approx(1.5)
+    assert value(metrics.registry, "maas_pool_info", pool="api", kind="managed") == 1
