@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.catalog.pools import POOL_NAME
 from gateway.catalog.schema import CatalogError, load_catalog
 
 
@@ -64,8 +66,11 @@ def cmd_node_resources(args: argparse.Namespace) -> int:
         except CatalogError as exc:
             print(exc, file=sys.stderr)
             return 2
+    if args.pool is not None and not re.match(POOL_NAME, args.pool):
+        print(f"error: --pool {args.pool!r} is not a pool name (lower case, digits, dashes)", file=sys.stderr)
+        return 2
     detected = detect_node_chips(chips)
-    print(format_report(detected, args.num_cpus or os.cpu_count() or 1, args.head))
+    print(format_report(detected, args.num_cpus or os.cpu_count() or 1, args.head, args.pool))
     return 0
 
 
@@ -84,6 +89,9 @@ def add_chip_commands(sub: Any) -> None:
     )
     resources.add_argument("--head", default=None, help="head node address (host:port) to join")
     resources.add_argument("--num-cpus", type=int, default=None, help="CPUs to declare (default: all)")
+    resources.add_argument(
+        "--pool", default=None, help="the pool this node serves: declares its Ray resource (maas_pool_<name>)"
+    )
     resources.add_argument(
         "--config", default="models.yaml", help="catalog whose `chips` kinds to look for too"
     )

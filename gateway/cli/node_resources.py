@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from backends.chips import ChipKind
+from gateway.catalog.pools import pool_resource
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +156,12 @@ def detect_node_chips(
     return detected
 
 
-def ray_start_line(detected: Sequence[DetectedChips], num_cpus: int, head_address: str | None = None) -> str:
+def ray_start_line(
+    detected: Sequence[DetectedChips], num_cpus: int, head_address: str | None = None, pool: str | None = None
+) -> str:
     """The ``ray start`` command that declares ``detected`` and ``num_cpus``: a head on ``HEAD_PORT``, or
-    a worker joining ``head_address`` (``host`` or ``host:port``; the port defaults to ``HEAD_PORT``)."""
+    a worker joining ``head_address`` (``host`` or ``host:port``; the port defaults to ``HEAD_PORT``).
+    A node of ``pool`` also declares one unit of the pool's resource, so that pool's replicas land on it."""
     words = ["ray", "start"]
     if head_address is None:
         words += ["--head", f"--port={HEAD_PORT}"]
@@ -168,6 +172,8 @@ def ray_start_line(detected: Sequence[DetectedChips], num_cpus: int, head_addres
     totals: dict[str, int] = {}
     for chips in detected:
         totals[chips.resource] = totals.get(chips.resource, 0) + chips.count
+    if pool is not None:
+        totals[pool_resource(pool)] = 1
     gpus = totals.pop("GPU", 0)
     if gpus:
         words.append(f"--num-gpus={gpus}")
@@ -176,7 +182,9 @@ def ray_start_line(detected: Sequence[DetectedChips], num_cpus: int, head_addres
     return " ".join(words)
 
 
-def format_report(detected: Sequence[DetectedChips], num_cpus: int, head_address: str | None = None) -> str:
+def format_report(
+    detected: Sequence[DetectedChips], num_cpus: int, head_address: str | None = None, pool: str | None = None
+) -> str:
     """What ``maas node resources`` prints: one line per kind of chip found, then the ``ray start`` line."""
     lines = []
     for chips in detected:
@@ -186,5 +194,5 @@ def format_report(detected: Sequence[DetectedChips], num_cpus: int, head_address
         lines.append("no accelerators found (CPU only)")
     lines.append(f"cpus: {num_cpus}")
     role = "start the head node with" if head_address is None else "join the cluster with"
-    lines += ["", f"{role}:", "  " + ray_start_line(detected, num_cpus, head_address)]
+    lines += ["", f"{role}:", "  " + ray_start_line(detected, num_cpus, head_address, pool)]
     return "\n".join(lines)
