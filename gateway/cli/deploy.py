@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 from gateway.catalog.schema import CatalogError, load_catalog
 from gateway.kubernetes.options import RenderError, RenderOptions, default_images
 from gateway.kubernetes.render import render, write
-from gateway.kubernetes.worker_groups import plan_worker_groups
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
 """The repository's Grafana dashboards (a source checkout or an editable install)."""
@@ -65,16 +64,15 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
     try:
         catalog = load_catalog(catalog_path)
         options = options_from_args(args)
-        files = render(
+        rendering = render(
             catalog, catalog_path.read_text(encoding="utf-8"), options, read_dashboards(Path(args.dashboards))
         )
-        groups = plan_worker_groups(catalog, options)
     except (CatalogError, RenderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for path in write(files, Path(args.out), args.catalog):
+    for path in write(rendering.files, Path(args.out), args.catalog):
         print(f"wrote {path}")
-    for group in groups:
+    for group in rendering.groups:
         chips = f" x {group.chips_per_pod} {group.device_resource}" if group.device_resource else ""
         models = ", ".join(dict.fromkeys(d.model for d in group.demands))
         print(f"worker group {group.name}: {group.pods} pod(s){chips} ({models})")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -18,7 +17,7 @@ from gateway.kubernetes import gateway_app, observability
 from gateway.kubernetes.common import Manifest
 from gateway.kubernetes.options import RenderOptions
 from gateway.kubernetes.ray_cluster import ray_cluster
-from gateway.kubernetes.worker_groups import plan_worker_groups
+from gateway.kubernetes.worker_groups import WorkerGroup, plan_worker_groups
 
 FILES = (
     "00-namespace.yaml",
@@ -35,9 +34,20 @@ class RenderedFile:
     manifests: tuple[Manifest, ...]
 
 
+@dataclass(frozen=True)
+class Rendering:
+    files: list[RenderedFile]
+    groups: list[WorkerGroup]
+    """The worker groups the RayCluster has (what ``maas deploy render`` reports)."""
+
+    @property
+    def manifests(self) -> list[Manifest]:
+        return [manifest for file in self.files for manifest in file.manifests]
+
+
 def render(
     catalog: Catalog, catalog_text: str, options: RenderOptions, dashboards: Mapping[str, str]
-) -> list[RenderedFile]:
+) -> Rendering:
     """Every manifest, grouped into the files they are written to; ``RenderError`` on bad input.
 
     ``catalog_text`` is the catalog file as written (it goes into the gateway's ConfigMap as it is);
@@ -66,7 +76,7 @@ def render(
             ),
         ),
     ]
-    return [file for file in files if file.manifests]
+    return Rendering([file for file in files if file.manifests], groups)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -105,7 +115,3 @@ def write(files: list[RenderedFile], out: Path, source: str) -> list[Path]:
     for stale in set(FILES) - {file.name for file in files}:
         (out / stale).unlink(missing_ok=True)
     return written
-
-
-def all_manifests(files: list[RenderedFile]) -> list[dict[str, Any]]:
-    return [manifest for file in files for manifest in file.manifests]

@@ -15,7 +15,7 @@ import yaml
 from gateway.catalog.schema import load_catalog, parse_catalog
 from gateway.cli.main import build_parser
 from gateway.kubernetes.options import RAY_VERSION, RenderError, RenderOptions, default_images
-from gateway.kubernetes.render import all_manifests, render, to_yaml
+from gateway.kubernetes.render import render, to_yaml
 from tests.gateway.kubernetes.schemas import errors_of, ray_cluster_validator
 
 EXAMPLE = Path("deploy/catalogs/production-example.yaml")
@@ -34,7 +34,7 @@ def dashboards(repo_root: Path) -> dict[str, str]:
 @pytest.fixture
 def manifests(repo_root: Path) -> list[dict[str, Any]]:
     text = (repo_root / EXAMPLE).read_text()
-    files = render(load_catalog(repo_root / EXAMPLE), text, OPTIONS, dashboards(repo_root))
+    files = render(load_catalog(repo_root / EXAMPLE), text, OPTIONS, dashboards(repo_root)).files
     # What is checked is what is written: each file read back from its YAML.
     return [doc for file in files for doc in yaml.safe_load_all(to_yaml(file.manifests, "h")) if doc]
 
@@ -173,8 +173,7 @@ def test_the_autoscaler_and_the_external_stores(manifests: list[dict[str, Any]])
 
 def test_without_redis_or_store_hosts_nothing_of_them_is_rendered(repo_root: Path) -> None:
     options = RenderOptions(images=OPTIONS.images, redis_secret=None)
-    files = render(load_catalog(repo_root / EXAMPLE), "models: []", options, {})
-    manifests = all_manifests(files)
+    manifests = render(load_catalog(repo_root / EXAMPLE), "models: []", options, {}).manifests
     assert [m["metadata"]["name"] for m in by_kind(manifests, "Service")] == ["maas-gateway"]
     (deployment,) = by_kind(manifests, "Deployment")
     assert "MAAS_REDIS_URL" not in {
