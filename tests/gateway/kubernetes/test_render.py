@@ -194,3 +194,28 @@ def test_without_redis_or_store_hosts_nothing_of_them_is_rendered(repo_root: Pat
 def test_bad_options_are_refused_clearly(repo_root: Path, options: RenderOptions, message: str) -> None:
     with pytest.raises(RenderError, match=message):
         render(load_catalog(repo_root / EXAMPLE), "", options, {})
+
+
+def ray_start_args(words: list[str]) -> dict[str, Any]:
+    """``ray start`` options parsed by Ray's own command line (raises on an option it does not have)."""
+    from ray.scripts.scripts import start
+
+    return dict(start.make_context("start", words).params)
+
+
+def test_every_ray_start_line_is_one_ray_accepts(manifests: list[dict[str, Any]]) -> None:
+    (cluster,) = by_kind(manifests, "RayCluster")
+    for group in [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]:
+        # KubeRay passes each parameter to `ray start` as --key=value through a shell.
+        words = shlex.split(" ".join(f"--{k}={v}" for k, v in group["rayStartParams"].items()))
+        params = ray_start_args(words)
+        assert params["num_cpus"] == int(group["rayStartParams"]["num-cpus"])
+        if "resources" in group["rayStartParams"]:
+            assert set(json.loads(params["resources"])) >= {
+                f"maas_pool_{group['template']['metadata']['labels']['maas/pool']}"
+            }
+    (deployment,) = by_kind(manifests, "Deployment")
+    script = deployment["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    ray_line = next(line for line in script.splitlines() if line.startswith("ray start"))
+    params = ray_start_args(shlex.split(ray_line.replace('"$RAY_HEAD"', "head:6379"))[2:])
+    assert (params["num_cpus"], params["num_gpus"], params["resources"]) == (0, 0, "{}")
