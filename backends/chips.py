@@ -40,6 +40,9 @@ class ChipKind:
     smi: str | None = None
     """The vendor's command-line tool that lists this node's chips (``maas node resources``)."""
     description: str = ""
+    device_plugin_resource: str | None = None
+    """The Kubernetes extended resource the vendor's device plugin advertises for one chip
+    (``nvidia.com/gpu``); what a worker pod asks for in ``maas deploy render``. ``None``: unknown."""
 
 
 BUILTIN_CHIPS: dict[str, ChipKind] = {
@@ -54,6 +57,7 @@ BUILTIN_CHIPS: dict[str, ChipKind] = {
             ray_assigns_devices=True,
             smi="nvidia-smi",
             description="NVIDIA GPUs (H-, L-series, A5000, 3090, ...)",
+            device_plugin_resource="nvidia.com/gpu",
         ),
         ChipKind(
             "amd",
@@ -63,6 +67,7 @@ BUILTIN_CHIPS: dict[str, ChipKind] = {
             ray_assigns_devices=True,
             smi="rocm-smi",
             description="AMD Instinct GPUs (ROCm)",
+            device_plugin_resource="amd.com/gpu",
         ),
         ChipKind(
             "ascend",
@@ -73,6 +78,7 @@ BUILTIN_CHIPS: dict[str, ChipKind] = {
             ray_assigns_devices=True,
             smi="npu-smi",
             description="Huawei Ascend NPUs (910B, Atlas 800I)",
+            device_plugin_resource="huawei.com/Ascend910",
         ),
         ChipKind(
             "enflame",
@@ -82,6 +88,7 @@ BUILTIN_CHIPS: dict[str, ChipKind] = {
             torch_module="torch_gcu",
             smi="efsmi",
             description="Enflame GCUs (S60, i20)",
+            device_plugin_resource="enflame.com/gcu",
         ),
         ChipKind(
             "cambricon",
@@ -91,6 +98,7 @@ BUILTIN_CHIPS: dict[str, ChipKind] = {
             torch_module="torch_mlu",
             smi="cnmon",
             description="Cambricon MLUs",
+            device_plugin_resource="cambricon.com/mlu",
         ),
         ChipKind(
             "moore_threads",
@@ -100,6 +108,7 @@ BUILTIN_CHIPS: dict[str, ChipKind] = {
             torch_module="torch_musa",
             smi="mthreads-gmi",
             description="Moore Threads GPUs",
+            device_plugin_resource="mthreads.com/gpu",
         ),
     )
 }

@@ -19,9 +19,11 @@ MAY_IMPORT: dict[str, set[str]] = {
         "gateway.billing",
         "gateway.tenancy",
         "gateway.catalog",
+        "gateway.kubernetes",
         "gateway.errors",
         "backends",
     },
+    "gateway.kubernetes": {"gateway.serving", "gateway.catalog", "backends"},
     "gateway.app": {
         "gateway.api",
         "gateway.protocol",

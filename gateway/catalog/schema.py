@@ -18,6 +18,8 @@ from gateway.catalog.pools import POOL_NAME, Pool, TokenCost
 from gateway.catalog.weights import Strict, TinyRandomWeights, Weights
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+EXTENDED_RESOURCE = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+"""A Kubernetes extended resource name: a domain, a slash and a name (``nvidia.com/gpu``)."""
 
 
 class CatalogError(ValueError):
@@ -157,6 +159,13 @@ class ChipSpec(Strict):
     )
     smi: str | None = Field(default=None, description="Vendor tool that lists the chips on a node.")
     description: str = Field(default="", description="Shown by `maas chips`.")
+    device_plugin_resource: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=EXTENDED_RESOURCE,
+        description="Kubernetes extended resource its device plugin advertises per chip (e.g. "
+        "vendor.com/npu): what `maas deploy render` asks for in the worker pods of this kind.",
+    )
 
     def kind(self) -> ChipKind:
         return ChipKind(**self.model_dump())  # the same fields; Ray never assigns devices for these

@@ -93,9 +93,9 @@ def add_chip_commands(sub: Any) -> None:
     resources.add_argument("--head", default=None, help="head node address (host:port) to join")
     resources.add_argument("--num-cpus", type=int, default=None, help="CPUs to declare (default: all)")
     resources.add_argument(
-        "--config", default="models.yaml", help="catalog whose `chips` kinds to look for too"
+        "--pool", default=None, help="the pool this node serves: declares its Ray resource (maas_pool_<name>)"
     )
     resources.add_argument(
-        "--pool", default=None, help="the capacity pool this node belongs to (its replicas land only there)"
+        "--config", default="models.yaml", help="catalog whose `chips` kinds to look for too"
     )
     resources.set_defaults(func=cmd_node_resources)

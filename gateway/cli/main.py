@@ -3,6 +3,7 @@
 maas serve [--config models.yaml] [--host 127.0.0.1] [--port 8000]
 maas keys create --tenant NAME
 maas catalog check PATH
+maas deploy render --catalog models.yaml --out deploy/kubernetes
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from gateway.cli.accounts import add_account_commands
 from gateway.cli.catalog import add_catalog_commands
 from gateway.cli.chips import add_chip_commands
+from gateway.cli.deploy import add_deploy_commands
 from gateway.cli.pools import add_pool_commands
 from gateway.cli.serve import add_serve_command
 from gateway.cli.usage import add_usage_command
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_catalog_commands(sub)
     add_chip_commands(sub)
     add_pool_commands(sub)
+    add_deploy_commands(sub)
     return parser
 
 

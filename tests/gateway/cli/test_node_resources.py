@@ -252,3 +252,26 @@ def test_a_node_of_a_pool_declares_one_unit_of_the_pools_resource() -> None:
     )
     assert line.endswith(""" --resources='{"GCU": 8, "maas_pool_eu-rented": 1}'""")
     assert "pool: eu-rented (Ray resource maas_pool_eu-rented)" in format_report([], 4, pool="eu-rented")
+
+
+def test_a_node_of_a_pool_also_declares_the_pool_resource(tools: Path) -> None:
+    fake_tool(tools, "efsmi", EFSMI_ARGS, EFSMI)
+
+    detected = detect_node_chips(BUILTIN_CHIPS)
+
+    line = ray_start_line(detected, num_cpus=64, head_address="10.0.0.1", pool="own")
+    assert line.endswith(""" --resources='{"GCU": 8, "maas_pool_own": 1}'""")
+    assert ray_start_line([], num_cpus=8, head_address="10.0.0.1", pool="spot").endswith(
+        """ --num-cpus=8 --resources='{"maas_pool_spot": 1}'"""
+    )
+
+
+def test_maas_node_resources_refuses_a_pool_that_is_not_a_pool_name(
+    tools: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli.main import main
+
+    code = main(["node", "resources", "--pool", "Own_Pool", "--config", str(tmp_path / "none")])
+
+    assert code == 2
+    assert "--pool 'Own_Pool' is not a pool name" in capsys.readouterr().err
