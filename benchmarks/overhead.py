@@ -59,6 +59,7 @@ SCENARIOS = (Scenario("nonstream", 16, stream=False), Scenario("stream", 32, str
 # the registry has that backend and its catalog entry validates (see `_openai_upstream_models`).
 REPLICA_PATH = ("maas-replica", "bench")
 OPENAI_UPSTREAM_PATH = ("maas-openai-upstream", "bench-upstream")
+TWO_POOLS_PATH = ("maas-two-pools", "bench-pools")
 
 
 def _render(template: Path, **values: str) -> dict[str, Any]:
@@ -66,16 +67,18 @@ def _render(template: Path, **values: str) -> dict[str, Any]:
     return data
 
 
-def _openai_upstream_models(weights: Path, upstream: str) -> tuple[list[dict[str, Any]], str | None]:
-    """Catalog entries for the openai_upstream path, or why that path cannot run."""
+def _openai_upstream_models(
+    weights: Path, upstream: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """Catalog entries (models, pools) for the openai_upstream paths, or why they cannot run."""
     if "openai_upstream" not in available_backends():
-        return [], "not available yet: no `openai_upstream` backend in the registry"
+        return [], [], "not available yet: no `openai_upstream` backend in the registry"
     data = _render(OPENAI_UPSTREAM_CATALOG, WEIGHTS_DIR=str(weights), UPSTREAM=upstream)
     try:
         parse_catalog(data, str(OPENAI_UPSTREAM_CATALOG))
     except CatalogError as exc:
-        return [], f"its catalog entry does not validate: {exc}"
-    return list(data["models"]), None
+        return [], [], f"its catalog entry does not validate: {exc}"
+    return list(data["models"]), list(data.get("pools", [])), None
 
 
 def bench_catalog(work: Path) -> tuple[Path, dict[str, Any], FixedRateOptions]:
@@ -89,9 +92,11 @@ def bench_catalog(work: Path) -> tuple[Path, dict[str, Any], FixedRateOptions]:
     return weights, catalog, engine
 
 
-def write_catalog(work: Path, models: list[dict[str, Any]]) -> Path:
+def write_catalog(
+    work: Path, models: list[dict[str, Any]], pools: list[dict[str, Any]] | None = None
+) -> Path:
     path = work / "catalog.yaml"
-    path.write_text(yaml.safe_dump({"models": models}))
+    path.write_text(yaml.safe_dump({"models": models, "pools": pools or []}))
     return path
 
 
@@ -208,13 +213,14 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
     with mock_upstream(engine.model_dump(), logs) as mock:
         measure(direct_subject(mock))
 
-        upstream_models, unavailable = _openai_upstream_models(weights, f"{mock.base_url}/v1")
+        upstream_models, pools, unavailable = _openai_upstream_models(weights, f"{mock.base_url}/v1")
         paths = dict([REPLICA_PATH])
         if unavailable is None:
-            paths.update([OPENAI_UPSTREAM_PATH])
+            paths.update([OPENAI_UPSTREAM_PATH, TWO_POOLS_PATH])
         else:
-            systems[OPENAI_UPSTREAM_PATH[0]] = {"available": False, "reason": unavailable}
-        catalog_path = write_catalog(work, catalog["models"] + upstream_models)
+            for system, _ in (OPENAI_UPSTREAM_PATH, TWO_POOLS_PATH):
+                systems[system] = {"available": False, "reason": unavailable}
+        catalog_path = write_catalog(work, catalog["models"] + upstream_models, pools)
         with maas_subjects(catalog_path, paths, mock, logs) as subjects:
             for subject in subjects:
                 measure(subject)

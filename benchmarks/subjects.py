@@ -74,6 +74,8 @@ def maas_subjects(
     descriptions = {
         "maas-replica": "our gateway → Ray Serve replica → fixed-rate engine (same pace as the mock)",
         "maas-openai-upstream": "our gateway → openai_upstream backend → the mock upstream",
+        "maas-two-pools": "our gateway → placement between two deployments (own, per-token API) → "
+        "openai_upstream backend → the mock upstream",
     }
 
     def pids() -> dict[str, list[int]]:

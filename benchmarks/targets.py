@@ -6,7 +6,7 @@ from typing import Any
 
 Row = dict[str, Any]
 
-GATEWAY_SYSTEMS = ("maas-replica", "maas-openai-upstream", "maas")
+GATEWAY_SYSTEMS = ("maas-replica", "maas-openai-upstream", "maas-two-pools", "maas")
 
 
 def _find(rows: list[Row], system: str, concurrency: int, scenario: str | None = None) -> Row | None:
@@ -87,7 +87,20 @@ def overhead_targets(rows: list[Row], stream_tokens: int) -> list[Row]:
                 None if chunks is None else chunks == stream_tokens,
             )
         )
-    return targets
+    for scenario, concurrency in (("nonstream", 1), ("nonstream", 32), ("stream", 1)):  # what placement costs
+        two = _find(rows, "maas-two-pools", concurrency, scenario)
+        one = _find(rows, "maas-openai-upstream", concurrency, scenario)
+        added = _diff(two, one, "p50_ms")
+        targets.append(
+            _target(
+                f"{scenario} c={concurrency}: p50 of a two-deployment model over one deployment (ms)",
+                "maas-two-pools",
+                added,
+                "(reported: placement's cost)",
+                None,
+            )
+        )
+    return [t for t in targets if t["measured"] is not None or t["system"] != "maas-two-pools"]
 
 
 DIRECT = "vllm-direct"
