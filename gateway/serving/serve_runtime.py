@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import ModelSpec
 from backends.channel_wire import ChannelTicket
-from backends.chips import ChipKind, ray_actor_resources
 from backends.token_count import load_prompt_counter
-from gateway.catalog.pools import POOL_RESOURCE_PREFIX, pool_resource
+from gateway.catalog.pools import POOL_RESOURCE_PREFIX
 from gateway.catalog.routing import RoutedModel
-from gateway.catalog.schema import Catalog, Deployment, ModelEntry
+from gateway.catalog.schema import Catalog, ModelEntry
 from gateway.serving.app_names import app_prefix
 from gateway.serving.chip_capacity import (
     InsufficientChips,
@@ -34,17 +32,16 @@ from gateway.serving.chip_capacity import (
     pool_problems,
 )
 from gateway.serving.local_client import LocalModelClient, probe, runs_in_gateway
-from gateway.serving.ray_env import REPLICA_ENV, prepare_ray_environment
+from gateway.serving.ray_env import prepare_ray_environment
 from gateway.serving.ray_head import RayHead
 from gateway.serving.ray_model_client import RayModelClient
 from gateway.serving.replica_channels import ChannelHub, ChannelRoute
 from gateway.serving.serve_status import read_serve_status
+from gateway.serving.units import Unit, serve_options, units_of
 
 logger = logging.getLogger(__name__)
 
 RAY_UNREACHABLE = "RAY_UNREACHABLE"
-POOL_SHARE = 0.001
-"""What a replica asks of its pool's resource (a node declares one unit): a marker, never a limit."""
 STALE_AFTER_S = 10.0
 """A model status not refreshed for this long is not believed: Ray is not answering."""
 LOST_AFTER_S = 30.0
@@ -68,38 +65,6 @@ class RayOptions:
     """Replicas stream to the gateway over replica channels (``gateway.serving.replica_channels``)."""
     installation: str | None = None
     """This installation's id on a shared cluster: its Serve applications are named apart (``app_names``)."""
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One deployment of one model: what the runtime starts, a Serve application or an in-gateway client."""
-
-    model: ModelEntry
-    name: str
-    """``ModelEntry.deployment_names``: the ledger's deployment and (prefixed) the Serve application."""
-    deployment: Deployment
-    spec: ModelSpec
-
-
-def units_of(model: ModelEntry, path: Path | str, chips: dict[str, ChipKind]) -> list[Unit]:
-    return [
-        Unit(model, name, d, model_spec(model, d, path, chips[d.chip]))
-        for name, d in zip(model.deployment_names(), model.deployments, strict=True)
-    ]
-
-
-def model_spec(model: ModelEntry, deployment: Deployment, path: Path | str, chip: ChipKind) -> ModelSpec:
-    """What a backend needs to serve ``model``'s ``deployment`` from ``path`` on ``chip``."""
-    return ModelSpec(
-        name=model.name,
-        weights_path=str(path),
-        context_length=model.context_length,
-        chip=deployment.chip,
-        engine=dict(deployment.engine),
-        chip_kind=chip,
-        chips_per_replica=deployment.chips_per_replica,
-        task=model.task,
-    )
 
 
 class ServeRuntime:
@@ -325,25 +290,7 @@ class ServeRuntime:
         from backends.replica import ModelReplica
 
         deployment, app = unit.deployment, self._prefix + unit.name
-        resources: dict[str, Any] = ray_actor_resources(unit.spec.chip_kind, unit.spec.chips_per_replica)
-        if self._pools_pinned:  # a replica lands only on a node of its pool
-            resources["resources"] = {
-                **resources.get("resources", {}),
-                pool_resource(deployment.pool): POOL_SHARE,
-            }
-        actor_options: dict[str, Any] = {
-            "num_cpus": 0,
-            "runtime_env": {"env_vars": REPLICA_ENV},
-            **resources,
-        }
-        options: dict[str, Any] = {
-            "name": unit.model.name,
-            "max_ongoing_requests": deployment.max_ongoing_requests,
-            "ray_actor_options": actor_options,
-            "health_check_period_s": 10,
-            "health_check_timeout_s": 60,
-            "graceful_shutdown_timeout_s": 30,  # in-flight requests finish on removal or update
-        }
+        options = serve_options(unit, pinned_to_pool=self._pools_pinned)
         # An autoscaled deployment's requests go through Serve's handle, whose counts drive its autoscaler
         # (requests over replica channels are invisible to it): it gets no channel ticket.
         ticket = None
