@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from jinja2.exceptions import TemplateError
+
 from backends.base import ChatMessage, ChatPrompt, Prompt, TextPrompt, TokenPrompt
 from backends.errors import ContextLengthExceeded, InvalidRequest
 
@@ -55,9 +57,14 @@ def render_prompt(tokenizer: Any, prompt: Prompt, vocab_size: int) -> list[int]:
     """The prompt's token ids: chats through the chat template, texts encoded, token ids checked."""
     if isinstance(prompt, ChatPrompt):
         messages, tools = template_inputs(prompt)
-        ids = tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
+        try:
+            ids = tokenizer.apply_chat_template(
+                messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        except TemplateError as exc:  # the template refuses the conversation (raise_exception)
+            raise InvalidRequest(
+                f"This model's chat template cannot render these messages: {exc}", param="messages"
+            ) from None
         return list(ids)
     if isinstance(prompt, TextPrompt):
         return list(tokenizer.encode(prompt.text))

@@ -129,6 +129,7 @@ class _Auto:
         self._request: Any = self._parser.adjust_request(request)
         self._ids: list[int] = []
         self._calls: dict[int, str] = {}  # index → id, as sent
+        self._content = ""  # content sent so far
 
     def feed(self, delta: str, text: str, done: bool, token_ids: Sequence[int] = ()) -> Parsed:
         out = Parsed()
@@ -140,6 +141,11 @@ class _Auto:
             rest = self._parser.get_remaining_unstreamed_args()
             if rest:
                 out.calls.append(ToolCallDelta(max(self._calls), arguments=rest))
+        elif done and text.startswith(self._content + out.content):
+            # No call came: what the parser held back as a possible call start (a text ending in
+            # "<tool_call", a JSON object that named no function) is content after all.
+            out.content = text[len(self._content) :]
+        self._content += out.content
         return out
 
     def _step(self, previous: str, delta: str, token_ids: Sequence[int], out: Parsed) -> None:

@@ -4,9 +4,9 @@ Pure Python (no torch): the catalog validates template names with it, and the ti
 (``backends.model_sources``) writes a template and its tokens into the checkpoints it builds.
 
 Each template renders exactly what the family's official Hugging Face template renders for plain-text
-conversations (system, user and assistant turns, ``add_generation_prompt``), and where the header says so,
-tools, tool calls and tool results; each file's header says where that format is documented. BLOOM has no
-template of its own; ``bloom.jinja`` documents ours.
+conversations (system, user and assistant turns, ``add_generation_prompt``), and where ``renders_tools``
+says so, tool definitions, tool calls and tool results; each file's header says where that format is
+documented and where it departs from it. BLOOM has no template of its own; ``bloom.jinja`` documents ours.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ class ChatTemplate:
     stop_tokens: tuple[str, ...]
     special_tokens: tuple[str, ...] = ()
     plain_tokens: tuple[str, ...] = ()
+    renders_tools: bool = False
+    """The template renders ``tools``, assistant ``tool_calls`` and ``tool`` results (the family's format)."""
     tool_parser: str | None = None
-    """vLLM's tool parser for the calls this template renders (None: the template has no tool format)."""
+    """vLLM's tool parser that reads the family's calls back from generated text (None: no parser reads
+    them, so ``tool_choice: "auto"`` is refused; ``required`` and named calls need none)."""
 
     @property
     def eos_token(self) -> str:
@@ -49,7 +52,21 @@ class ChatTemplate:
 
 
 _DEEPSEEK_MARKERS = ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>")
+# Single non-special tokens in DeepSeek-V3's vocabulary: decoding keeps them, so the tool parser sees them.
+_DEEPSEEK_TOOL_TOKENS = (
+    "<｜tool▁calls▁begin｜>",
+    "<｜tool▁calls▁end｜>",
+    "<｜tool▁call▁begin｜>",
+    "<｜tool▁call▁end｜>",
+    "<｜tool▁sep｜>",
+    "<｜tool▁outputs▁begin｜>",
+    "<｜tool▁outputs▁end｜>",
+    "<｜tool▁output▁begin｜>",
+    "<｜tool▁output▁end｜>",
+)
 _CHATML = ("<|im_start|>", "<|im_end|>")
+# Single (non-special) tokens in Qwen's vocabulary, so decoding keeps them for the parser.
+_QWEN_TOOL_TOKENS = ("<tool_call>", "</tool_call>")
 
 TEMPLATES: dict[str, ChatTemplate] = {
     t.name: t
@@ -65,7 +82,11 @@ TEMPLATES: dict[str, ChatTemplate] = {
                 "<|start_header_id|>",
                 "<|end_header_id|>",
                 "<|eot_id|>",
+                # Llama 3.1's marker for built-in tool calls; vLLM's llama3_json parser requires it.
+                "<|python_tag|>",
             ),
+            renders_tools=True,
+            tool_parser="llama3_json",
         ),
         ChatTemplate(
             name="qwen2_5",
@@ -73,8 +94,8 @@ TEMPLATES: dict[str, ChatTemplate] = {
             bos_token=None,
             stop_tokens=("<|im_end|>", "<|endoftext|>"),
             special_tokens=(*_CHATML, "<|endoftext|>"),
-            # Single (non-special) tokens in Qwen's vocabulary, so decoding keeps them for the parser.
-            plain_tokens=("<tool_call>", "</tool_call>"),
+            plain_tokens=_QWEN_TOOL_TOKENS,
+            renders_tools=True,
             tool_parser="hermes",
         ),
         ChatTemplate(
@@ -83,7 +104,9 @@ TEMPLATES: dict[str, ChatTemplate] = {
             bos_token=None,
             stop_tokens=("<|im_end|>", "<|endoftext|>"),
             special_tokens=(*_CHATML, "<|endoftext|>"),
-            plain_tokens=("<think>", "</think>"),
+            plain_tokens=(*_QWEN_TOOL_TOKENS, "<think>", "</think>"),
+            renders_tools=True,
+            tool_parser="hermes",  # Qwen3's JSON calls are Qwen 2.5's (vLLM's qwen3_json is an alias)
         ),
         ChatTemplate(
             name="deepseek_v2",
@@ -98,6 +121,9 @@ TEMPLATES: dict[str, ChatTemplate] = {
             bos_token="<｜begin▁of▁sentence｜>",
             stop_tokens=("<｜end▁of▁sentence｜>",),
             special_tokens=_DEEPSEEK_MARKERS,
+            plain_tokens=_DEEPSEEK_TOOL_TOKENS,
+            renders_tools=True,
+            tool_parser="deepseek_v3",
         ),
         ChatTemplate(
             name="deepseek_r1",
@@ -105,7 +131,9 @@ TEMPLATES: dict[str, ChatTemplate] = {
             bos_token="<｜begin▁of▁sentence｜>",
             stop_tokens=("<｜end▁of▁sentence｜>",),
             special_tokens=_DEEPSEEK_MARKERS,
-            plain_tokens=("<think>", "</think>"),
+            plain_tokens=(*_DEEPSEEK_TOOL_TOKENS, "<think>", "</think>"),
+            renders_tools=True,
+            tool_parser="deepseek_v3",
         ),
         ChatTemplate(
             name="glm4",
@@ -121,6 +149,7 @@ TEMPLATES: dict[str, ChatTemplate] = {
                 "<|assistant|>",
                 "<|observation|>",
             ),
+            renders_tools=True,  # no vLLM parser reads GLM-4's calls (glm4.jinja's header)
         ),
         ChatTemplate(
             name="yi",

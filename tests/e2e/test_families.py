@@ -2,15 +2,18 @@
 
 One gateway for the module. For each family the greedy tokens that come back through the gateway equal,
 token for token, what transformers generates from the same checkpoint folder and the same chat-rendered
-prompt (the reference is computed here, on the CPU, in float32).
+prompt (the reference is computed here, on the CPU, in float32). A tool conversation is billed as each
+family's template renders it, and ``auto`` is read by the family's parser or refused by name.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -132,3 +135,91 @@ def test_unknown_model_is_404_listing_the_available_names(families: Gateway) -> 
     message = str(info.value)
     for model in MODELS:
         assert model in message
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TOOL_HISTORY: list[dict[str, Any]] = [
+    {"role": "user", "content": "Weather in Zürich?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Zürich"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "sunny"}'},
+]
+
+
+def template_view(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as a chat template sees them (vLLM's server and the gateway alike): null content as
+    text, a call's JSON arguments parsed."""
+    out = []
+    for message in messages:
+        message = {**message, "content": message["content"] or ""}
+        if "tool_calls" in message:
+            message["tool_calls"] = [
+                {**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])}}
+                for c in message["tool_calls"]
+            ]
+        out.append(message)
+    return out
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen", "tiny-deepseek", "tiny-glm"])
+def test_tool_definitions_calls_and_results_are_billed_as_the_family_template_renders_them(
+    families: Gateway, model: str
+) -> None:
+    from transformers import AutoTokenizer
+
+    entry = next(m for m in load_catalog(CATALOG).models if m.name == model)
+    tokenizer = AutoTokenizer.from_pretrained(Path(weights_path(entry, families.models_dir)))
+    rendered = tokenizer.apply_chat_template(
+        template_view(TOOL_HISTORY), tools=[WEATHER], add_generation_prompt=True, return_dict=False
+    )
+    plain = tokenizer.apply_chat_template(TOOL_HISTORY[:1], add_generation_prompt=True, return_dict=False)
+    assert len(rendered) > len(plain) + 40  # the family's template writes the tool, the call and the result
+
+    key = families.create_key(f"tools-{model}")
+    reply = families.client(key=key).chat.completions.create(
+        model=model,
+        messages=TOOL_HISTORY,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=4,
+    )
+    assert reply.usage is not None and reply.usage.prompt_tokens == len(rendered)
+    [row] = families.usage_rows(key)
+    assert row["model"] == model and row["prompt_tokens"] == reply.usage.prompt_tokens
+
+
+def test_auto_is_read_with_the_family_parser_or_refused_by_name(families: Gateway) -> None:
+    client = families.client()
+    for model in ("tiny-llama", "tiny-deepseek"):  # the parser loads against the checkpoint's vocabulary
+        reply = client.chat.completions.create(
+            model=model,
+            messages=TOOL_HISTORY[:1],
+            tools=[WEATHER],
+            max_tokens=4,  # type: ignore[arg-type,list-item]
+        )
+        assert reply.choices[0].finish_reason in ("stop", "length", "tool_calls"), model
+    for model in ("tiny-glm", "tiny-yi", "tiny-bloom"):  # no parser reads their calls
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(
+                model=model,
+                messages=TOOL_HISTORY[:1],
+                tools=[WEATHER],
+                max_tokens=4,  # type: ignore[arg-type,list-item]
+            )
+        assert model in str(info.value) and "auto" in str(info.value)

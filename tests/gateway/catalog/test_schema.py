@@ -221,7 +221,18 @@ def test_tool_format_comes_from_the_template_and_needs_constrained_decoding(
 
     qwen = routed(chat_template="qwen2_5")
     assert qwen.tool_parser == "hermes" and qwen.constrained_decoding
-    assert routed(chat_template="yi").tool_parser is None  # Yi's template has no tool format
+    defaults = {
+        t: routed(chat_template=t).tool_parser for t in ("llama3", "qwen3", "deepseek_v3", "deepseek_r1")
+    }
+    assert defaults == {
+        "llama3": "llama3_json",
+        "qwen3": "hermes",
+        "deepseek_v3": "deepseek_v3",
+        "deepseek_r1": "deepseek_v3",
+    }
+    # No tool format (Yi, BLOOM, DeepSeek-V2), or one no vLLM parser reads (GLM-4): auto is refused.
+    for template in ("yi", "bloom", "deepseek_v2", "glm4"):
+        assert routed(chat_template=template).tool_parser is None, template
     assert routed(chat_template="yi", tool_parser="hermes").tool_parser == "hermes"
     upstream = routed(
         chat_template="qwen2_5",
