@@ -69,7 +69,7 @@ def pooled(
                         "pool": "own",
                         "max_ongoing_requests": 2,
                         "max_queued_requests": 8,
-                        "stall_timeout_s": 5,  # a hung own replica is given up on (and fallen back from)
+                        "stall_timeout_s": 20,  # a hung own replica is given up on (and fallen back from)
                         "engine": {
                             "dtype": "float32",
                             "enforce_eager": True,
