@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from backends.base import EngineRequest, GenerationChunk, Task
 from backends.token_count import PromptCounter
@@ -21,50 +21,64 @@ class ModelClient(Protocol):
     def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]: ...
 
 
-@dataclass(frozen=True)
-class Route:
-    """One deployment of a model as the gateway reaches it, with what placement decides on."""
+@dataclass(frozen=True, slots=True)
+class DeploymentInfo:
+    """A deployment's terms for placement, read once from the catalog: its name, its pool, whether that
+    pool is owned, its marginal cost per 1M input and output tokens (``math.inf`` where unknown) and its
+    weight."""
 
     name: str
-    """The deployment's name (``ModelEntry.deployment_names``): ledger rows, metrics and its Serve app."""
+    pool: str
+    owned: bool = True
+    input_cost: float = 0.0
+    output_cost: float = 0.0
+    weight: float = 1.0
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return input_tokens * self.input_cost + output_tokens * self.output_cost
+
+    @staticmethod
+    def terms(name: str, deployment: Deployment, catalog: Catalog | None) -> dict[str, Any]:
+        """The fields of ``deployment``'s terms. Without declared pools, every deployment counts as owned
+        at no cost (placement then goes by load and order)."""
+        pool = None if catalog is None else catalog.pool(deployment.pool)
+        cost = None if catalog is None else catalog.token_cost(deployment, marginal=True)
+        unknown = math.inf if catalog is not None and catalog.pools else 0.0
+        return {
+            "name": name,
+            "pool": deployment.pool,
+            "owned": pool is None or pool.kind == "owned",
+            "input_cost": float(cost.input_per_million) if cost else unknown,
+            "output_cost": float(cost.output_per_million) if cost else unknown,
+            "weight": deployment.weight or 1.0,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route(DeploymentInfo):
+    """One deployment of a model as the gateway reaches it: its terms, its client and its limits."""
+
     client: ModelClient
     chip: str
-    pool: str
     capacity: int = 256
     """Requests its replicas take at once (replicas x max_ongoing_requests; autoscaling: at most)."""
     queue_limit: int = 256
     """Requests that may wait in the gateway for one of its slots."""
     stall_timeout_s: float = 120.0
     """Longest wait for the replica's next chunk (a hung replica)."""
-    owned: bool = True
-    """Its pool is the operator's own (or the catalog declares no pools)."""
-    input_cost: float = 0.0
-    """Marginal cost per 1M prompt tokens served here (``math.inf``: unknown)."""
-    output_cost: float = 0.0
-    """Marginal cost per 1M completion tokens served here."""
-    weight: float = 1.0
-    """Its share under ``routing: weighted``."""
 
     @classmethod
     def of(
         cls, name: str, deployment: Deployment, client: ModelClient, catalog: Catalog | None = None
     ) -> Route:
         """The route to ``deployment`` through ``client``; its pool's terms come from ``catalog``."""
-        pool = None if catalog is None else catalog.pool(deployment.pool)
-        cost = None if catalog is None else catalog.token_cost(deployment, marginal=True)
-        unknown = math.inf if catalog is not None and catalog.pools else 0.0
         return cls(
-            name=name,
+            **DeploymentInfo.terms(name, deployment, catalog),
             client=client,
             chip=deployment.chip,
-            pool=deployment.pool,
             capacity=deployment.capacity,
             queue_limit=deployment.queue_limit,
             stall_timeout_s=deployment.stall_timeout_s,
-            owned=pool is None or pool.kind == "owned",
-            input_cost=float(cost.input_per_million) if cost else unknown,
-            output_cost=float(cost.output_per_million) if cost else unknown,
-            weight=deployment.weight or 1.0,
         )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gateway.catalog.routing import Route, RoutedModel
 from gateway.errors import PoolNotAllowed
 from gateway.placement.policies import Placer
-from gateway.placement.state import DeploymentInfo, DeploymentLoad, Placement, PlacementRequest
+from gateway.placement.state import DeploymentLoad, Placement, PlacementRequest
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +42,6 @@ class _ModelPlacement:
     memory: dict[str, _Memory] = field(default_factory=dict)
 
 
-def route_infos(routes: Sequence[Route]) -> tuple[DeploymentInfo, ...]:
-    return tuple(
-        DeploymentInfo(
-            name=r.name,
-            pool=r.pool,
-            owned=r.owned,
-            input_cost=r.input_cost,
-            output_cost=r.output_cost,
-            weight=r.weight,
-        )
-        for r in routes
-    )
-
-
 class LivePlacement:
     """The placers of every model, renewed when a model's routes change (a catalog change)."""
 
@@ -73,9 +59,7 @@ class LivePlacement:
     def _state(self, model: RoutedModel) -> _ModelPlacement:
         state = self._models.get(model.name)
         if state is None or state.routes is not model.routes:
-            state = _ModelPlacement(
-                model.routes, Placer(model.name, model.routing, route_infos(model.routes))
-            )
+            state = _ModelPlacement(model.routes, Placer(model.name, model.routing, model.routes))
             state.memory = {r.name: _Memory() for r in model.routes}
             self._models[model.name] = state
         return state

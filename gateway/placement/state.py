@@ -1,27 +1,21 @@
-"""What placement decides from: each deployment's static terms, its live load, and the request."""
+"""What placement decides from: each deployment's static terms (``DeploymentInfo``, from the catalog), its
+live load, and the request."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from gateway.catalog.routing import DeploymentInfo
 from gateway.catalog.schema import Catalog, ModelEntry
 
-
-@dataclass(frozen=True, slots=True)
-class DeploymentInfo:
-    """A deployment's terms, read once from the catalog: its pool, whether that pool is owned, its
-    marginal cost per 1M input and output tokens (``math.inf`` where unknown) and its weight."""
-
-    name: str
-    pool: str
-    owned: bool
-    input_cost: float = 0.0
-    output_cost: float = 0.0
-    weight: float = 1.0
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return input_tokens * self.input_cost + output_tokens * self.output_cost
+__all__ = [
+    "DeploymentInfo",
+    "DeploymentLoad",
+    "Placement",
+    "PlacementRequest",
+    "deployment_infos",
+]
 
 
 @dataclass(slots=True)
@@ -79,21 +73,8 @@ class Placement:
 
 
 def deployment_infos(catalog: Catalog, entry: ModelEntry) -> tuple[DeploymentInfo, ...]:
-    """The placement terms of a model's deployments. Without declared pools, every deployment counts as
-    owned at no cost (placement then goes by load and order)."""
-    infos: list[DeploymentInfo] = []
-    for deployment in entry.deployments:
-        pool = catalog.pool(deployment.pool)
-        cost = catalog.token_cost(deployment, marginal=True)
-        unknown = math.inf if catalog.pools else 0.0
-        infos.append(
-            DeploymentInfo(
-                name=f"{entry.name}/{len(infos)}",
-                pool=deployment.pool,
-                owned=pool is None or pool.kind == "owned",
-                input_cost=float(cost.input_per_million) if cost else unknown,
-                output_cost=float(cost.output_per_million) if cost else unknown,
-                weight=deployment.weight or 1.0,
-            )
-        )
-    return tuple(infos)
+    """The placement terms of a model's deployments (``DeploymentInfo.terms``)."""
+    return tuple(
+        DeploymentInfo(**DeploymentInfo.terms(name, deployment, catalog))
+        for name, deployment in zip(entry.deployment_names(), entry.deployments, strict=True)
+    )
