@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from backends.base import EngineRequest, GenerationChunk
 from gateway.serving.replica_channels import ChannelRoute
 
+logger = logging.getLogger(__name__)
+
+WAIT_LOG_EVERY_S = 10.0
+"""While a request waits this long for its first chunk on Serve's handle (a replica starting, as when a
+deployment scales up from zero), the gateway logs that it is still waiting, and again every as long."""
+
 
 class RayModelClient:
     """Streams from one model's replicas: over their channels when all are open, else Serve's handle."""
 
-    def __init__(self, handle: Any, route: ChannelRoute | None = None) -> None:
+    def __init__(self, handle: Any, route: ChannelRoute | None = None, name: str = "") -> None:
+        self._name = name
         self._app_handle = handle
         self._handle: Any = None
         self._route = route
@@ -47,10 +57,37 @@ class RayModelClient:
             )
         response = self._handle.generate.remote(request)
         finished = False
+        waiting = _WaitLog(self._name)
         try:
             async for chunk in response:
+                waiting.cancel()
                 yield chunk
             finished = True
         finally:
+            waiting.cancel()
             if not finished:
                 response.cancel()  # the replica aborts the engine request
+
+
+class _WaitLog:
+    """Logs, every ``WAIT_LOG_EVERY_S`` until cancelled, that a request still waits for its replica."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._started = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            WAIT_LOG_EVERY_S, self._log
+        )
+
+    def _log(self) -> None:
+        logger.info(
+            "waiting for a replica deployment=%s waited_s=%.0f (one is starting, or scaling up from zero)",
+            self._name,
+            time.monotonic() - self._started,
+        )
+        self._timer = asyncio.get_running_loop().call_later(WAIT_LOG_EVERY_S, self._log)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -250,7 +250,9 @@ class ServeRuntime:
             if local is not None:
                 local.close()
             app = self._prefix + unit.name
-            self._serve_clients[unit.name] = RayModelClient(serve.get_app_handle(app), self._route(unit))
+            self._serve_clients[unit.name] = RayModelClient(
+                serve.get_app_handle(app), self._route(unit), name=unit.name
+            )
         return {unit.name: self._serve_clients[unit.name] for unit in units}
 
     def _route(self, unit: Unit) -> ChannelRoute | None:

@@ -264,6 +264,7 @@ def test_a_model_scaled_to_zero_answers_its_first_request_after_idling(pooled: G
     waited = time.monotonic() - started
     assert answer.choices[0].finish_reason in ("length", "stop") and answer.usage is not None
     assert serve_replicas(pooled, SCALED) == 1
+    assert f"waiting for a replica deployment={SCALED}" in pooled.log.read_text()  # progress while it started
     print(f"\nfirst request to a model scaled to zero answered after {waited:.1f} s (a replica started)")
 
 
