@@ -8,8 +8,33 @@ is held back, and it is released as soon as it cannot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
+
+LOGPROB_CONTEXT = 4
+"""Sampled tokens before a partial character that ``logprob_token_text`` looks back over (as vLLM)."""
+
+
+def logprob_token_text(decode: Callable[[list[int]], str], token_id: int, context: Sequence[int]) -> str:
+    """A logprob entry's token text, as vLLM's logprobs give it, so that every backend answers alike: a
+    token that alone decodes to part of a UTF-8 character is decoded after the sampled tokens before it
+    (``context``, up to ``LOGPROB_CONTEXT``); the token that completes the character carries all of it,
+    and one that leaves it incomplete is "" (the tokens' texts join to the answer's text)."""
+    text = decode([token_id])
+    if not text.endswith("\ufffd"):
+        return text
+    for n in range(1, min(len(context), LOGPROB_CONTEXT) + 1):
+        tail = list(context[-n:])
+        whole = decode([*tail, token_id])
+        if whole.endswith("\ufffd"):
+            continue
+        complete = len(tail)  # the tail's own partial tokens gave "": their bytes count as this token's
+        while complete > 0 and decode([tail[complete - 1]]).endswith("\ufffd"):
+            complete -= 1
+        before = decode(tail[:complete]) if complete else ""
+        return whole[len(os.path.commonprefix([before, whole])) :]
+    return ""
 
 
 class _FullDecode:

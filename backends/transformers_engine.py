@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from backends.base import FinishReason, SamplingOptions, TokenLogprob, TopLogprob
-from backends.detokenize import TextStream
+from backends.detokenize import LOGPROB_CONTEXT, TextStream, logprob_token_text
 from backends.token_sampling import SampledToken, TokenSampler
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class _Row:
     next_token: int = -1  # sampled, not yet fed to the model
     generated: int = 0
     finished: bool = False
+    recent: list[int] = field(default_factory=list)  # the last sampled tokens (logprob texts' context)
 
 
 @dataclass
@@ -233,17 +234,21 @@ class TransformersEngine:
             if reason is not None:
                 text += row.text.flush()
                 row.finished = True
-            output = SeqOutput(row.choice, text, reason, self._logprob(sampled))
+            output = SeqOutput(row.choice, text, reason, self._logprob(sampled, row.recent))
+            row.recent = [*row.recent[1 - LOGPROB_CONTEXT :], sampled.token_id]
             by_request.setdefault(id(row.request), (row.request, []))[1].append(output)
         for request, outputs in by_request.values():
             request.on_step(outputs)
 
-    def _logprob(self, sampled: SampledToken) -> TokenLogprob | None:
+    def _logprob(self, sampled: SampledToken, context: Sequence[int]) -> TokenLogprob | None:
         if sampled.logprob is None:
             return None
-        decode = self.tokenizer.decode
-        top = tuple(TopLogprob(decode([token]), logprob) for token, logprob in sampled.top)
-        return TokenLogprob(decode([sampled.token_id]), sampled.logprob, top)
+
+        def text(token_id: int) -> str:
+            return logprob_token_text(self.tokenizer.decode, token_id, context)
+
+        top = tuple(TopLogprob(text(token), logprob) for token, logprob in sampled.top)
+        return TokenLogprob(text(sampled.token_id), sampled.logprob, top)
 
     # -- cache bookkeeping -----------------------------------------------------------------------
 

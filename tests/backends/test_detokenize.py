@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from backends.detokenize import TextStream
+from backends.detokenize import TextStream, logprob_token_text
 
 
 def stream(folder: Path, text: str, stop: tuple[str, ...]) -> tuple[list[str], TextStream]:
@@ -38,3 +38,18 @@ def test_text_that_only_looks_like_a_stop_start_is_released(
     assert "".join(pieces) == " one EN two"
     assert not text_stream.stopped
     assert pieces[-1] == ""  # nothing was still held back at the end
+
+
+BYTES = {1: b"a", 2: b"\xe2", 3: b"\x82", 4: b"\xac", 5: b"b"}  # 2, 3, 4: the three bytes of the euro sign
+
+
+def byte_decode(ids: list[int]) -> str:
+    return b"".join(BYTES[i] for i in ids).decode("utf-8", errors="replace")
+
+
+def test_logprob_texts_give_a_split_character_to_the_token_that_completes_it() -> None:
+    sampled = [1, 2, 3, 4, 5]
+    texts = [logprob_token_text(byte_decode, token, sampled[:i]) for i, token in enumerate(sampled)]
+    assert texts == ["a", "", "", "€", "b"]  # as vLLM's logprobs: the texts join to the answer
+    assert "".join(texts) == byte_decode(sampled)
+    assert logprob_token_text(byte_decode, 4, []) == ""  # nothing before it to complete
