@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from fastapi import Request
@@ -75,8 +76,10 @@ class Call:
             return "chat"
         return "embed" if isinstance(self.pooling, EmbeddingRequest) else "rerank"
 
+    @cached_property
     def prompt_tokens(self) -> int:
-        """The gateway's estimate of the prompt tokens, for admission."""
+        """The gateway's estimate of the prompt tokens, for admission and placement (rendered and
+        counted once per call)."""
         counter = self.model.prompt_counter
         if self.pooling is None:
             return counter.prompt_tokens(self.prompt)
@@ -117,7 +120,7 @@ def request_started(request: Request) -> float:
 
 def placement_request(call: Call) -> PlacementRequest:
     """What placement weighs of ``call``: its tokens (prices) and the pools its caller may use."""
-    prompt = call.prompt_tokens() if len(call.model.routes) > 1 else 0
+    prompt = call.prompt_tokens if len(call.model.routes) > 1 else 0
     output = 0 if call.pooling is not None else (call.sampling.max_tokens or 256) * call.sampling.n
     return PlacementRequest(prompt, output, allowed_pools=call.principal.pools)
 
@@ -126,7 +129,7 @@ async def admit(call: Call, admission: Admission, meter: Meter) -> None:
     """Reserve the call's estimate against its key's and tenant's limits, or refuse it (429)."""
     if not admission.needed(call.principal):
         return
-    prompt_tokens = call.prompt_tokens()
+    prompt_tokens = call.prompt_tokens
     if call.pooling is None:
         estimate = admission.estimate(call.model, prompt_tokens, call.sampling.max_tokens, call.sampling.n)
     else:

@@ -180,8 +180,10 @@ class Pool(BaseModel):
             return cost.hourly_fee or Decimal(0)
         return cost.power_and_hosting_per_hour if cost.power_per_hour is None else cost.power_per_hour
 
-    def replica_hour_cost(self, chip: str, chips_per_replica: float) -> Decimal:
-        return self.chip_hour_cost(chip) * _units(chips_per_replica)
+    def replica_hour_cost(self, chip: str, chips_per_replica: float, *, marginal: bool = False) -> Decimal:
+        """A replica-hour: amortised (the books), or ``marginal`` (what serving adds)."""
+        hourly = self.marginal_chip_hour_cost(chip) if marginal else self.chip_hour_cost(chip)
+        return hourly * _units(chips_per_replica)
 
     def token_cost(
         self, chip: str, chips_per_replica: float, tokens_per_second: float | None, *, marginal: bool

@@ -236,8 +236,8 @@ class ModelEntry(Strict):
     )
 
     def deployment_names(self) -> list[str]:
-        """Each deployment's name: the first is the model's own (adding a deployment leaves the first
-        running as it was), the others ``<model>@<pool>``, numbered where a pool holds several."""
+        """Each deployment's name: the first is the model's own (its Serve application keeps its name when
+        deployments are added), the others ``<model>@<pool>``, numbered where a pool holds several."""
         names = [self.name]
         for j, deployment in enumerate(self.deployments[1:], start=1):
             name = f"{self.name}@{deployment.pool}"

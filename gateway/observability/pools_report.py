@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.billing.ledger.records import NANOS, UsageRow
-from gateway.catalog.pools import MILLION, Pool
+from gateway.catalog.pools import Pool
 from gateway.catalog.schema import Catalog
 
 
@@ -67,12 +67,14 @@ class _Figures:
         }
 
 
-def _chip_hour_costs(pool: Pool | None, chip: str, chips_per_replica: float) -> tuple[Decimal, Decimal]:
+def _replica_hour_costs(pool: Pool | None, chip: str, chips_per_replica: float) -> tuple[Decimal, Decimal]:
     """(marginal, amortised) cost of one replica-hour in ``pool``; an API pool's are per token."""
     if pool is None or pool.per_token is not None:
         return Decimal(0), Decimal(0)
-    units = Decimal(str(chips_per_replica)) if chips_per_replica > 0 else Decimal(1)
-    return pool.marginal_chip_hour_cost(chip) * units, pool.chip_hour_cost(chip) * units
+    return (
+        pool.replica_hour_cost(chip, chips_per_replica, marginal=True),
+        pool.replica_hour_cost(chip, chips_per_replica),
+    )
 
 
 def pools_report(
@@ -98,16 +100,16 @@ def pools_report(
                 figures.requests = row.requests
                 figures.prompt_tokens, figures.completion_tokens = row.prompt_tokens, row.completion_tokens
                 figures.revenue = Decimal(row.charge_nanos) / NANOS
-            marginal, amortised = _chip_hour_costs(pool, d.chip, d.chips_per_replica)
+            marginal, amortised = _replica_hour_costs(pool, d.chip, d.chips_per_replica)
             # autoscaled: the replicas running now stand for the window (Prometheus has the exact time)
             running = int(healthy.get(name, 0)) if d.autoscaling is not None else d.replicas
             figures.marginal_cost = marginal * running * hours
             figures.amortised_cost = amortised * running * hours
             if pool is not None and pool.per_token is not None:
-                terms = pool.per_token
-                sent = figures.prompt_tokens * terms.input_per_million
-                sent += figures.completion_tokens * terms.output_per_million
-                figures.marginal_cost = figures.amortised_cost = sent / MILLION
+                price = pool.token_cost(d.chip, d.chips_per_replica, None, marginal=True)
+                assert price is not None  # a per-token pool always has its price
+                sent = price.of(figures.prompt_tokens, figures.completion_tokens)
+                figures.marginal_cost = figures.amortised_cost = sent
             figures.extra = {
                 "model": model.name,
                 "deployment": name,

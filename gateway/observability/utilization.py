@@ -46,7 +46,9 @@ def deployment_costs(catalog: Catalog) -> list[DeploymentCost]:
             pool = catalog.pool(deployment.pool)
             per_token = None
             if pool is not None and pool.per_token is not None:
-                per_token = TokenCost(pool.per_token.input_per_million, pool.per_token.output_per_million)
+                per_token = pool.token_cost(
+                    deployment.chip, deployment.chips_per_replica, None, marginal=True
+                )
             hourly = (
                 Decimal(0)
                 if pool is None or per_token is not None  # an API is paid per token, as it serves
