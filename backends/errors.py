@@ -53,6 +53,11 @@ class UpstreamTimeout(ServiceError):
     """The model's endpoint (an upstream server) took longer than its configured timeout."""
 
 
+class ReplicaLost(BackendUnavailable):
+    """The replica that held a request went away (its process died, its connection dropped); another
+    replica of the same deployment may take the request if nothing was sent yet."""
+
+
 def replica_lost() -> BackendUnavailable:
     """The replica that held a request went away (its process died, its connection dropped)."""
-    return BackendUnavailable("The model replica serving this request stopped; retry.")
+    return ReplicaLost("The model replica serving this request stopped; retry.")

@@ -15,6 +15,7 @@ from backends.errors import (
     BackendUnavailable,
     ContextLengthExceeded,
     InvalidRequest,
+    ReplicaLost,
     ServiceError,
     UpstreamTimeout,
     replica_lost,
@@ -22,6 +23,7 @@ from backends.errors import (
 
 __all__ = [
     "AuthenticationFailed",
+    "CatalogAttached",
     "BackendUnavailable",
     "ContextLengthExceeded",
     "CountersUnavailable",
@@ -38,6 +40,7 @@ __all__ = [
     "PoolNotAllowed",
     "QuotaExceeded",
     "RateLimited",
+    "ReplicaLost",
     "RequestTooLarge",
     "ServiceError",
     "ShuttingDown",
@@ -131,6 +134,10 @@ class InsufficientCapacity(ServiceError):
     """An operator's change asks for chips the cluster does not have (nothing was changed)."""
 
 
+class CatalogAttached(ServiceError):
+    """A catalog change sent to an attached gateway, which follows the deploying gateway's catalog."""
+
+
 class RateLimited(ServiceError):
     """A key or tenant is over its requests or tokens per minute (``per`` says which)."""
 
@@ -202,6 +209,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     NotFound: (404, _INVALID, "not_found"),
     ModelNotFound: (404, _INVALID, "model_not_found"),
     InsufficientCapacity: (409, _INVALID, "insufficient_chips"),
+    CatalogAttached: (409, _INVALID, "catalog_attached"),
     RequestTooLarge: (413, _INVALID, "request_too_large"),
     Overloaded: (503, "service_unavailable", "model_overloaded"),
     TenantOverShare: (429, "requests", "tenant_over_share"),

@@ -5,7 +5,9 @@ Placement orders the model's deployments (``gateway.placement``); each is tried 
 its first chunk. A deployment that is unavailable, answers 5xx or 429, is full, or stalls before its first
 chunk is skipped for the next, and remembered as unavailable for a while; the client sees one answer and
 the ledger one record, naming the deployment that answered and the attempts. A caller's error (4xx) is
-not retried. After the first chunk nothing moves: errors are the stream's own.
+not retried. The last deployment in order whose replica was lost before the first chunk (a node gone, a
+replica replaced) is tried once more: its other replicas take the call. After the first chunk nothing
+moves: errors are the stream's own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from backends.base import EngineRequest, GenerationChunk
 from gateway.billing.overload import ModelGate, ModelGates, gated
 from gateway.catalog.routing import Route, RoutedModel
-from gateway.errors import Overloaded, ServiceError, as_gateway_error, openai_error
+from gateway.errors import Overloaded, ReplicaLost, ServiceError, as_gateway_error, openai_error
 from gateway.placement.live import LivePlacement
 from gateway.placement.state import DeploymentLoad, PlacementRequest
 from gateway.serving.stall import within
@@ -89,8 +91,11 @@ async def dispatch(
     order: Sequence[Route] = placement.place(model, placement_request, loads(model, gates) if several else ())
     if not order:  # every allowed deployment is unavailable or its queue is full: the first one refuses
         order = model.routes[:1]
-    attempt = 0
-    for attempt, route in enumerate(order, start=1):
+    attempt, retried = 0, False
+    at = 0
+    while at < len(order):
+        route, last = order[at], at == len(order) - 1
+        attempt += 1
         gate = gates.gate(route.name, route.capacity, route.queue_limit)
         queued = gate.running >= gate.capacity or gate.queued > 0
         asked = time.perf_counter()
@@ -101,7 +106,13 @@ async def dispatch(
         except Exception as exc:
             error = as_gateway_error(exc)
             await close_chunks(chunks)
-            if attempt == len(order) or not _falls_back(error):
+            if last and isinstance(error, ReplicaLost) and not retried:
+                # Nowhere else to fall back to, and only one replica of the deployment died (a node lost,
+                # a replica replaced): once more on the same deployment, which routes around it.
+                retried = True
+                logger.warning("retry model=%s on=%s: its replica was lost", model.name, route.name)
+                continue
+            if last or not _falls_back(error):
                 raise Failed(error, route, attempt) from exc
             placement.failed(model, route, _retry_after(error))
             logger.warning(
@@ -111,6 +122,7 @@ async def dispatch(
                 type(error).__name__,
                 attempt,
             )
+            at += 1
             continue
         placement.answered(model, route, time.perf_counter() - asked, queued)
         return Answer(route, first, chunks, attempt)

@@ -8,18 +8,19 @@ tests/e2e/test_pools.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 
 from backends.base import ChoiceDelta, EngineRequest, GenerationChunk, GenerationRequest, TextPrompt, Usage
-from backends.errors import BackendUnavailable, InvalidRequest
+from backends.errors import BackendUnavailable, InvalidRequest, replica_lost
 from gateway.api.dispatch import Answer, Failed, dispatch
 from gateway.billing.overload import ModelGates
 from gateway.catalog.policy import Routing
 from gateway.catalog.routing import Route, RoutedModel
 from gateway.catalog.schema import Pricing
-from gateway.errors import PoolNotAllowed
+from gateway.errors import PoolNotAllowed, openai_error
 from gateway.placement.live import LivePlacement
 from gateway.placement.state import PlacementRequest
 from gateway.streaming import close_chunks
@@ -114,6 +115,37 @@ async def test_a_deployment_failing_before_its_first_byte_is_skipped_for_the_nex
     again = await send(m, gates, placement, REQUEST)  # own cools down: not asked again at once
     assert (text(again), again.attempts, own.asked) == ("rented", 1, 1)
     await close_chunks(again.chunks)
+
+
+class LosesOneReplica(Cue):
+    """Its first call dies with its replica before the first byte; the deployment's others answer."""
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        self.asked += 1
+        if self.asked == 1 or self.fail is not None:
+            raise self.fail or replica_lost()
+        yield GenerationChunk(choices=[ChoiceDelta(index=0, text=self.name)], usage=Usage(1, 1))
+
+
+async def test_a_replica_lost_before_the_first_byte_is_retried_once_where_nothing_else_serves() -> None:
+    own = LosesOneReplica("own")
+    two = model(own, Cue("rented"))
+    m, gates, placement = dataclasses.replace(two, routes=two.routes[:1]), ModelGates(), LivePlacement()
+    answer = await send(m, gates, placement, REQUEST)  # its other replicas take the call
+    assert (text(answer), answer.route.name, answer.attempts, own.asked) == ("own", "m", 2, 2)
+    await close_chunks(answer.chunks)
+    own.fail = replica_lost()  # lost every time: one retry, then the error
+    with pytest.raises(Failed) as failed:
+        await send(m, gates, placement, REQUEST)
+    assert failed.value.attempts == 2 and openai_error(failed.value.error).code == "backend_unavailable"
+
+
+async def test_a_replica_lost_falls_back_to_the_next_deployment_when_there_is_one() -> None:
+    own, rented = LosesOneReplica("own"), Cue("rented")
+    m, gates, placement = model(own, rented), ModelGates(), LivePlacement()
+    answer = await send(m, gates, placement, REQUEST)
+    assert (text(answer), answer.attempts, own.asked) == ("rented", 2, 1)
+    await close_chunks(answer.chunks)
 
 
 async def test_a_callers_error_is_not_retried_on_another_deployment() -> None:
