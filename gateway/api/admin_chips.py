@@ -1,4 +1,5 @@
-"""GET /admin/chips: models by chip, healthy replicas, and the chips the cluster offers and has free."""
+"""GET /admin/chips: models by chip, healthy replicas, the chips the cluster offers and has free, and the
+gateways in front of them (the one that answered, and every live one of the installation with its role)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ async def chips(request: Request, _: Admin) -> dict[str, Any]:
     controller = get_catalog_controller(request)
     runtime = controller.runtime
     cluster = await asyncio.to_thread(runtime.cluster_chips)  # a call to Ray's GCS
-    return chip_report(
+    gateways = await asyncio.to_thread(runtime.membership.members)  # a call to the gateway directory
+    report = chip_report(
         controller.catalog,
         runtime.deployment_statuses(),
         runtime.healthy_replicas(),
         cluster,
         runtime.channel_counts(),
     )
+    return {**report, "gateways": gateways}

@@ -102,8 +102,12 @@ def add_deploy_commands(sub: Any) -> None:
         metavar="KIND=RESOURCE",
         help="device-plugin resource of a chip kind (e.g. ascend=huawei.com/Ascend310P)",
     )
-    r.add_argument("--gateway-replicas", type=int, default=1)
-    r.add_argument("--gateway-max-replicas", type=int, default=1, help="the autoscaler's ceiling")
+    r.add_argument(
+        "--gateway-replicas", type=int, default=1, help="attached gateways at least (the autoscaler's floor)"
+    )
+    r.add_argument(
+        "--gateway-max-replicas", type=int, default=4, help="attached gateways at most (autoscaler's ceiling)"
+    )
     r.add_argument("--database-secret", default="maas-database", help="Secret with key url: PostgreSQL")
     r.add_argument("--redis-secret", default="maas-redis", help="Secret with key url: Redis ('' for none)")
     r.add_argument("--postgres-host", default=None, help="external PostgreSQL host (an ExternalName Service)")

@@ -20,10 +20,17 @@ logger = logging.getLogger("maas")
 
 class DrainingServer(uvicorn.Server):
     def __init__(
-        self, config: uvicorn.Config, drain: Drain, grace_s: float, lost: Callable[[], str | None]
+        self,
+        config: uvicorn.Config,
+        drain: Drain,
+        grace_s: float,
+        lost: Callable[[], str | None],
+        on_drain: Callable[[], None] = lambda: None,
     ) -> None:
-        """``lost`` says why the gateway can serve nothing any more (None while it can): it then stops."""
+        """``lost`` says why the gateway can serve nothing any more (None while it can): it then stops.
+        ``on_drain`` runs when a SIGTERM starts the drain (the attached workers are told to drain too)."""
         super().__init__(config)
+        self.on_drain = on_drain
         self.drain = drain
         self.grace_s = grace_s
         self.lost = lost
@@ -34,6 +41,7 @@ class DrainingServer(uvicorn.Server):
             self._captured_signals.append(sig)  # re-raised after the shutdown, as uvicorn does
             self._deadline = time.monotonic() + self.grace_s
             self.drain.begin()
+            self.on_drain()
             logger.info("draining in_flight=%d grace_s=%.0f", self.drain.in_flight, self.grace_s)
             return
         super().handle_exit(sig, frame)

@@ -1,4 +1,9 @@
-"""`maas serve`: Ray, the catalog's models and the gateway's HTTP front, in one process until a signal."""
+"""`maas serve`: Ray, the catalog's models and the gateway's HTTP front, in one process until a signal.
+
+With ``--attach`` the gateway deploys nothing: it serves what another gateway of the installation deployed
+on the cluster (``gateway.serving.gateway_directory``). With ``--workers N`` this gateway starts N-1
+attached gateways on the same port (``gateway.cli.serve_workers``).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,16 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from gateway.catalog.schema import CatalogError, load_catalog
+from gateway.catalog.schema import Catalog, CatalogError, load_catalog, parse_catalog
+from gateway.cli.serve_workers import Workers, listening_socket, parent_gone
 from gateway.cli.settings import Settings
 from gateway.cli.stores import open_admission_for, open_ledger_for, open_tenancy
 
@@ -63,6 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.serving.app_names import check_installation
     from gateway.serving.catalog_control import CatalogController
     from gateway.serving.chip_capacity import InsufficientChips
+    from gateway.serving.membership import GatewayConflict
     from gateway.serving.serve_runtime import DeploymentFailed, RayOptions, ServeRuntime
 
     settings = Settings.from_env()
@@ -75,11 +84,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.ledger_durability not in DURABILITIES:
         print(f"error: MAAS_LEDGER_DURABILITY must be one of {', '.join(DURABILITIES)}", file=sys.stderr)
         return 2
-    try:
-        catalog = load_catalog(Path(args.config))
-    except CatalogError as exc:
-        print(exc, file=sys.stderr)
+    problem = _option_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
+    catalog: Catalog | None = None
+    if not args.attach:
+        try:
+            catalog = load_catalog(Path(args.config or "models.yaml"))
+        except CatalogError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     settings.ensure_dirs()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.monotonic()
@@ -104,14 +119,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             address=args.ray_address,
             channels=settings.replica_channels,
             installation=settings.installation,
+            attach=args.attach,
         )
     )
     tenancy = open_tenancy(settings, listen=True)
     ledger = open_ledger_for(settings)
     admission = open_admission_for(settings)
+    workers: Workers | None = None
+    follow_stop = threading.Event()
     try:
         prepared = []
-        for model in catalog.models:
+        for model in catalog.models if catalog is not None else ():
             prepared.append((model, prepare_model(model, settings.models_dir, _progress)))
         if args.ray_address:
             _progress(f"joining the Ray cluster at {args.ray_address}")
@@ -119,13 +137,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _progress("starting Ray on 127.0.0.1 (dashboard %s)" % ("on" if args.dashboard else "off"))
         runtime.start()
         signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init installed its own (sys.exit(15))
-        runtime.check_capacity(catalog)
-        _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
-        routed = runtime.deploy(prepared, _progress, catalog)
-        runtime.start_health_poller()
-        router = ModelRouter(routed)
         metrics = GatewayMetrics()
-        utilization = UtilizationMeter(metrics, deployment_costs(catalog), runtime.healthy_replicas)
+        utilization = UtilizationMeter(metrics, [], runtime.healthy_replicas)
+        router = ModelRouter()
+        published = None
+        if catalog is None:  # attached: the deploying gateway's catalog, followed from now on
+            published = runtime.membership.published(wait_s=args.attach_timeout)
+            if published is None:
+                raise DeploymentFailed(
+                    f"no gateway of this installation published a catalog within {args.attach_timeout:.0f} s"
+                )
+            catalog = parse_catalog(published.catalog, "the deploying gateway's catalog")
         controller = CatalogController(
             catalog,
             runtime,
@@ -134,6 +156,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _progress,
             on_applied=lambda applied: utilization.configure(deployment_costs(applied)),
         )
+        if args.attach:
+            assert published is not None
+            _progress(f"attaching to {len(catalog.models)} model(s) deployed by {published.deployer}")
+            controller.adopt(published)
+            controller.follow(follow_stop)
+        else:
+            runtime.check_capacity(catalog)
+            _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
+            router.replace(runtime.deploy(prepared, _progress, catalog))
+            utilization.configure(deployment_costs(catalog))
+            runtime.publish(catalog)
+        runtime.start_health_poller()
+        try:
+            sock = listening_socket(args.host, args.port, reuse_port=args.reuse_port or args.workers > 1)
+        except OSError as exc:
+            raise DeploymentFailed(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        if args.workers > 1:
+            assert runtime.gcs_address is not None
+            workers = Workers.spawn(args.workers - 1, args, runtime.gcs_address)
+            _wait_for_workers(runtime, workers, timeout_s=args.attach_timeout)
         drain = Drain()
         app = build_app(
             router,
@@ -155,16 +197,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
             timeout_graceful_shutdown=5,  # after the drain: connections left open by clients
         )
-        server = DrainingServer(config, drain, grace_s=args.shutdown_grace, lost=lambda: runtime.lost)
+        server = DrainingServer(
+            config,
+            drain,
+            grace_s=args.shutdown_grace,
+            lost=lambda: runtime.lost or parent_gone(args.parent_pid),
+            on_drain=workers.terminate if workers is not None else lambda: None,
+        )
         _freeze_startup_heap()
+        runtime.membership.serving()
         _progress(f"ready in {time.monotonic() - started:.1f}s")
         print(f"Serving OpenAI-compatible API at http://{args.host}:{args.port}/v1", flush=True)
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as loop:
-            loop.run(_serve(server, runtime))
-        if runtime.lost is not None:
-            print(f"error: {runtime.lost}; restart the gateway", file=sys.stderr)
+            loop.run(_serve(server, runtime, sock))
+        lost = runtime.lost or parent_gone(args.parent_pid)
+        if lost is not None:
+            print(f"error: {lost}; restart the gateway", file=sys.stderr)
             return 1
-    except (PreparationFailed, DeploymentFailed, InsufficientChips) as exc:
+    except (PreparationFailed, DeploymentFailed, InsufficientChips, GatewayConflict) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -173,6 +223,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         _progress("stopping")
+        follow_stop.set()
+        if workers is not None:
+            workers.stop(timeout_s=args.shutdown_grace + 30)
         runtime.stop()
         ledger.close()
         admission.store.close()
@@ -181,10 +234,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(server: uvicorn.Server, runtime: ServeRuntime) -> None:
+async def _serve(server: uvicorn.Server, runtime: ServeRuntime, sock: socket.socket) -> None:
     """uvicorn's loop, which also accepts the replicas' channels: their chunks land where requests wait."""
     await runtime.serve_channels()
-    await server.serve()
+    await server.serve(sockets=[sock])
+
+
+def _option_problem(args: argparse.Namespace) -> str | None:
+    if args.workers < 1:
+        return "--workers must be at least 1"
+    if not args.attach:
+        return None
+    if args.config is not None:
+        return "--attach serves the catalog the deploying gateway published; give --config to that gateway"
+    if not args.ray_address:
+        return "--attach needs --ray-address, the cluster the deploying gateway runs on"
+    if args.workers > 1:
+        return "--workers is for the deploying gateway (it starts the attached ones)"
+    return None
+
+
+def _wait_for_workers(runtime: ServeRuntime, workers: Workers, timeout_s: float) -> None:
+    """Until every attached worker serves; a worker that exits first fails the start."""
+    want = len(workers.processes)
+    deadline = time.monotonic() + timeout_s
+    while len(set(runtime.membership.attached())) < want:
+        if workers.exited() or time.monotonic() > deadline:
+            from gateway.serving.serve_runtime import DeploymentFailed
+
+            raise DeploymentFailed(f"{want} attached gateway worker(s) did not start ({workers.exited()})")
+        _progress(f"waiting for {want} attached gateway worker(s)")
+        time.sleep(2)
 
 
 def _parse_resources(text: str | None) -> dict[str, float] | None:
@@ -203,7 +283,7 @@ def _parse_resources(text: str | None) -> dict[str, float] | None:
 
 def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the gateway and the models of a catalog")
-    serve.add_argument("--config", default="models.yaml", help="model catalog (models.yaml)")
+    serve.add_argument("--config", default=None, help="model catalog (default models.yaml)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--dashboard", action="store_true", help="start Ray's dashboard too")
@@ -219,6 +299,25 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="deploy on an existing Ray cluster (host:port of its head) instead of a private local head",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes on this host and port: this one deploys, the others attach to it",
+    )
+    serve.add_argument(
+        "--attach",
+        action="store_true",
+        help="serve what another gateway of this installation deployed on the --ray-address cluster",
+    )
+    serve.add_argument(
+        "--attach-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the deploying gateway's catalog (--attach) or the workers (--workers)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     serve.add_argument(
         "--shutdown-grace",
         type=float,

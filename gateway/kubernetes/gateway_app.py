@@ -4,8 +4,11 @@ The gateway pod joins the Ray cluster as a node of its own before ``maas serve -
 catalog: a Ray driver connects through a raylet on its own host. That node declares no CPUs, GPUs or pool,
 so no replica is ever placed on it. Replicas stream back to the gateway's pod address (replica channels).
 
-One gateway at a time (``options.MAX_GATEWAYS``), replaced with ``Recreate``: a new gateway beside the old
-one would redeploy the old one's models, and the old one removes them when it stops.
+Two kinds of gateway pod behind one Service: one that deploys the catalog (a Deployment of one, replaced
+with ``Recreate``: two deployers at once would fight over the models), and the attached ones (a
+StatefulSet, each pod with its own home volume for the ledger's spool), which serve what it deployed
+(``maas serve --attach``) and which the HorizontalPodAutoscaler sizes. Either kind stopping takes no replica
+with it while another gateway runs.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ SHUTDOWN_GRACE_S = 25
 JOIN_AND_SERVE = """\
 set -e
 ray start --address="$RAY_HEAD" --num-cpus=0 --num-gpus=0 --disable-usage-stats
-exec maas serve --config {catalog} --host 0.0.0.0 --port {port} --ray-address "$RAY_HEAD" \\
+exec maas serve {role} --host 0.0.0.0 --port {port} --ray-address "$RAY_HEAD" \\
     --shutdown-grace {grace}
 """
 """The gateway container's script: join the cluster as a node that takes no replica, then serve."""
+DEPLOYING, ATTACHED = "deploying", "attached"
+ROLE_LABEL = "maas/gateway-role"
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def _probe(period_s: int, failures: int, timeout_s: int) -> dict[str, Any]:
     }
 
 
-def _gateway_container(options: RenderOptions) -> dict[str, Any]:
+def _gateway_container(options: RenderOptions, role: str) -> dict[str, Any]:
     env = [
         {"name": "RAY_HEAD", "value": f"{options.head_service}:6379"},
         {"name": "MAAS_HOME", "value": HOME},
@@ -69,7 +74,8 @@ def _gateway_container(options: RenderOptions) -> dict[str, Any]:
         _secret_env("RAY_AUTH_TOKEN", options.ray_auth_secret, "auth_token"),
     ]
     size = {"cpu": str(options.gateway_cpus), "memory": gib(options.gateway_memory_gib)}
-    script = JOIN_AND_SERVE.format(catalog=f"{CATALOG_DIR}/{CATALOG_FILE}", port=PORT, grace=SHUTDOWN_GRACE_S)
+    serve = f"--config {CATALOG_DIR}/{CATALOG_FILE}" if role == DEPLOYING else "--attach"
+    script = JOIN_AND_SERVE.format(role=serve, port=PORT, grace=SHUTDOWN_GRACE_S)
     return {
         "name": "gateway",
         "image": options.images["cpu"],
@@ -85,51 +91,95 @@ def _gateway_container(options: RenderOptions) -> dict[str, Any]:
         "livenessProbe": _probe(period_s=30, failures=10, timeout_s=5),
         "resources": {"limits": size, "requests": dict(size)},
         "volumeMounts": [
-            {"name": "catalog", "mountPath": CATALOG_DIR, "readOnly": True},
+            *([{"name": "catalog", "mountPath": CATALOG_DIR, "readOnly": True}] if role == DEPLOYING else []),
             {"name": "home", "mountPath": HOME},
             models_mount(read_only=False),
         ],
     }
 
 
+def _pod_template(options: RenderOptions, role: str, annotations: dict[str, str]) -> dict[str, Any]:
+    volumes = [models_volume(options, read_only=False)]
+    if role == DEPLOYING:
+        volumes += [
+            {"name": "catalog", "configMap": {"name": f"{options.name}-catalog"}},
+            # The ledger's spool while PostgreSQL is down: it must outlive the pod.
+            {"name": "home", "persistentVolumeClaim": {"claimName": f"{options.name}-gateway-home"}},
+        ]
+    return {
+        "metadata": {
+            "labels": {**labels(options, "gateway"), ROLE_LABEL: role},
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(PORT),
+                "prometheus.io/path": "/metrics",
+                **annotations,
+            },
+        },
+        "spec": {
+            "terminationGracePeriodSeconds": SHUTDOWN_GRACE_S + 60 + 15,
+            "containers": [_gateway_container(options, role)],
+            "volumes": volumes,
+        },
+    }
+
+
+def _role_selector(options: RenderOptions, role: str) -> dict[str, Any]:
+    return {"matchLabels": {**selector(options, "gateway"), ROLE_LABEL: role}}
+
+
 def gateway_deployment(options: RenderOptions, catalog_text: str) -> Manifest:
-    component = "gateway"
+    """The gateway that deploys the catalog: one, replaced with ``Recreate``."""
     digest = hashlib.sha256(catalog_text.encode()).hexdigest()[:16]
+    # A changed catalog restarts the deploying gateway (`maas catalog apply` changes it live); the attached
+    # ones follow what it deploys.
+    template = _pod_template(options, DEPLOYING, {"maas/catalog-sha256": digest})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(options, f"{options.name}-gateway", component),
+        "metadata": metadata(options, f"{options.name}-gateway", "gateway"),
         "spec": {
-            # No `replicas`: the autoscaler owns the count (a re-applied Deployment would reset it).
+            "replicas": 1,
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector(options, component)},
-            "template": {
-                "metadata": {
-                    "labels": labels(options, component),
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(PORT),
-                        "prometheus.io/path": "/metrics",
-                        # A changed catalog restarts the gateway (`maas catalog apply` changes it live).
-                        "maas/catalog-sha256": digest,
-                    },
-                },
-                "spec": {
-                    "terminationGracePeriodSeconds": SHUTDOWN_GRACE_S + 60 + 15,
-                    "containers": [_gateway_container(options)],
-                    "volumes": [
-                        {"name": "catalog", "configMap": {"name": f"{options.name}-catalog"}},
-                        # The ledger's spool while PostgreSQL is down: it must outlive the pod.
-                        {
-                            "name": "home",
-                            "persistentVolumeClaim": {"claimName": f"{options.name}-gateway-home"},
-                        },
-                        models_volume(options, read_only=False),
-                    ],
-                },
-            },
+            "selector": _role_selector(options, DEPLOYING),
+            "template": template,
         },
     }
+
+
+def attached_gateways(options: RenderOptions) -> list[Manifest]:
+    """The attached gateways: a StatefulSet (each pod keeps its own home volume, the ledger's spool while
+    PostgreSQL is down) and the headless Service it requires."""
+    name = f"{options.name}-gateway-attached"
+    home_claim = {
+        "metadata": {"name": "home"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata(options, name, "gateway"),
+            "spec": {
+                "clusterIP": "None",
+                "selector": {**selector(options, "gateway"), ROLE_LABEL: ATTACHED},
+                "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": metadata(options, name, "gateway"),
+            "spec": {
+                # No `replicas`: the autoscaler owns the count (a re-applied StatefulSet would reset it).
+                "serviceName": name,
+                "podManagementPolicy": "Parallel",
+                "selector": _role_selector(options, ATTACHED),
+                "template": _pod_template(options, ATTACHED, {}),
+                "volumeClaimTemplates": [home_claim],
+            },
+        },
+    ]
 
 
 def gateway_service(options: RenderOptions) -> Manifest:
@@ -149,12 +199,12 @@ def gateway_autoscaler(options: RenderOptions) -> Manifest:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": metadata(options, f"{options.name}-gateway", "gateway"),
+        "metadata": metadata(options, f"{options.name}-gateway-attached", "gateway"),
         "spec": {
             "scaleTargetRef": {
                 "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "name": f"{options.name}-gateway",
+                "kind": "StatefulSet",
+                "name": f"{options.name}-gateway-attached",
             },
             "minReplicas": options.gateway_replicas,
             "maxReplicas": options.gateway_max_replicas,

@@ -13,10 +13,6 @@ RAY_VERSION = "2.60.0"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_CHIPS_PER_NODE = 8
 """Chips a worker node of an accelerator kind carries unless ``chips_per_node`` says otherwise."""
-MAX_GATEWAYS = 1
-"""Gateways one installation may run at once. Each gateway deploys the whole catalog and removes its
-models when it stops (README, "Running several gateways": attaching to another gateway's replicas is not
-built yet), so a second replica would redeploy the first one's models and delete them on scale-down."""
 
 
 class RenderError(ValueError):
@@ -50,9 +46,9 @@ class RenderOptions:
     images: Mapping[str, str] = field(default_factory=default_images)
     """Container image per chip kind; the head and the gateway run the ``cpu`` one."""
     gateway_replicas: int = 1
-    """The autoscaler's floor (the Deployment leaves the count to it)."""
-    gateway_max_replicas: int = 1
-    """The autoscaler's ceiling; at most ``MAX_GATEWAYS`` until gateways can attach to one deployment."""
+    """The autoscaler's floor of attached gateways (beside the one that deploys the catalog)."""
+    gateway_max_replicas: int = 4
+    """The autoscaler's ceiling of attached gateways."""
     gateway_cpus: int = 4
     gateway_memory_gib: int = 8
     database_secret: str = "maas-database"
@@ -93,12 +89,6 @@ class RenderOptions:
             raise RenderError(
                 f"gateway replicas {self.gateway_replicas} must be at least 1 and at most the autoscaler's "
                 f"maximum {self.gateway_max_replicas}"
-            )
-        if self.gateway_max_replicas > MAX_GATEWAYS:
-            raise RenderError(
-                f"gateway max replicas {self.gateway_max_replicas}: one installation runs one gateway for "
-                "now; each gateway deploys the whole catalog and removes its models when it stops, so a "
-                "second one would redeploy the first one's replicas and delete them on scale-down"
             )
         sizes = {
             "gateway cpus": self.gateway_cpus,

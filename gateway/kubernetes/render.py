@@ -63,6 +63,7 @@ def render(
             (
                 gateway_app.catalog_config_map(options, catalog_text),
                 gateway_app.gateway_deployment(options, catalog_text),
+                *gateway_app.attached_gateways(options),
                 gateway_app.gateway_service(options),
                 gateway_app.gateway_autoscaler(options),
             ),

@@ -1,6 +1,7 @@
 """The gateway's end of the replica channels (wire format and why in ``backends.channel_wire``).
 
-The gateway listens on one port; each model replica dials it and keeps one connection open. Requests go
+The gateway listens on one port; each model replica dials it (and every other gateway of the installation,
+``backends.replica_links``) and keeps one connection open. Requests go
 out over the connection of the least busy replica of the model's current release, and each frame that
 comes back is split into the requests' inboxes. A request's consumer takes everything its inbox holds at
 once, merged into one chunk.
@@ -35,6 +36,7 @@ from backends.channel_wire import (
     GENERATE,
     TOKEN_FRAME_MAX,
     ChannelTicket,
+    GatewayAddress,
     Hello,
     pack,
     read_frame,
@@ -193,8 +195,12 @@ class ChannelHub:
         self._freed: dict[str, asyncio.Event] = {}
         self._server: asyncio.Server | None = None
 
+    def address(self, gateway: str) -> GatewayAddress:
+        """What replicas need to reach this hub (listed in the gateway directory as ``gateway``)."""
+        return GatewayAddress(gateway, self.host, self.port, self._token)
+
     def ticket(self, app: str, release: str) -> ChannelTicket:
-        return ChannelTicket(self.host, self.port, self._token, app, release)
+        return self.address("").ticket(app, release)
 
     def route(self, app: str, release: str, replicas: int, max_ongoing: int) -> ChannelRoute:
         return ChannelRoute(self, app, release, replicas, max_ongoing)

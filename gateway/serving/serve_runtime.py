@@ -10,7 +10,9 @@ uvicorn, so the extra hop buys nothing here.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.channel_wire import ChannelTicket
+from backends.channel_wire import ChannelInvite
 from backends.token_count import load_prompt_counter
 from gateway.catalog.pools import POOL_RESOURCE_PREFIX
 from gateway.catalog.routing import RoutedModel
@@ -32,6 +34,7 @@ from gateway.serving.chip_capacity import (
     pool_problems,
 )
 from gateway.serving.local_client import LocalModelClient, probe, runs_in_gateway
+from gateway.serving.membership import Membership
 from gateway.serving.ray_env import prepare_ray_environment
 from gateway.serving.ray_head import RayHead
 from gateway.serving.ray_model_client import RayModelClient
@@ -65,6 +68,8 @@ class RayOptions:
     """Replicas stream to the gateway over replica channels (``gateway.serving.replica_channels``)."""
     installation: str | None = None
     """This installation's id on a shared cluster: its Serve applications are named apart (``app_names``)."""
+    attach: bool = False
+    """Serve what another gateway of the installation deployed (``attach``) instead of deploying."""
 
 
 class ServeRuntime:
@@ -90,6 +95,15 @@ class ServeRuntime:
         self._units: dict[str, list[str]] = {}  # model -> its deployments' names
         self._pools_pinned = False  # the cluster's nodes declare pools (``check_capacity``)
         self._serve_clients: dict[str, RayModelClient] = {}  # deployment -> client of its Serve app
+        self.membership = Membership(
+            options.installation,
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}",
+            options.attach,
+            lambda: None if self.channels is None else self.channels.address(self.membership.gateway),
+        )
+        self._deployed: dict[str, tuple[object, ...]] = {}  # deployment -> what its replicas run
+        self.gcs_address: str | None = None
+        """The GCS this gateway joined (its private head's, or the cluster's), once started."""
 
     def app_name(self, deployment: str) -> str:
         """The Serve application of the deployment called ``deployment`` in this installation."""
@@ -108,6 +122,7 @@ class ServeRuntime:
                 resources=self.options.resources,
             )
             address = self._head.gcs_address
+        self.gcs_address = address
         ray.init(
             address=address,
             namespace="maas",
@@ -120,6 +135,11 @@ class ServeRuntime:
             # Replicas dial this address: loopback on the private head, this node's address in a cluster.
             host = "127.0.0.1" if self._head is not None else ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
             self.channels = ChannelHub(host)
+        self.membership.join()
+
+    def publish(self, catalog: Catalog) -> None:
+        """Tell attached gateways what this one deployed (after every change)."""
+        self.membership.publish(catalog.model_dump(mode="json", exclude_unset=True), dict(self._releases))
 
     async def serve_channels(self) -> None:
         """Accept the replicas' channels in the running loop, the one that serves requests."""
@@ -183,7 +203,59 @@ class ServeRuntime:
         flat = [u for group in units.values() for u in group]
         local = [u for u in flat if runs_in_gateway(u.deployment.backend, u.spec.chips_per_replica)]
         clients: dict[str, Any] = self._deploy_local(local, progress)
-        clients.update(self._deploy_serve([u for u in flat if u.name not in clients], progress))
+        on_replicas = [u for u in flat if u.name not in clients]
+        for unit in on_replicas:  # a model's deployment that did not change keeps its replicas
+            if unit.name in self._serve_clients and self._deployed.get(unit.name) == self._deployed_key(unit):
+                clients[unit.name] = self._serve_clients[unit.name]
+        clients.update(self._deploy_serve([u for u in on_replicas if u.name not in clients], progress))
+        return self._routed(models, units, clients, catalog)
+
+    def _deployed_key(self, unit: Unit) -> tuple[object, ...]:
+        """What, when it changes, needs new replicas of one deployment."""
+        return (unit.deployment, unit.spec, self._pools_pinned)
+
+    def attach(
+        self,
+        models: list[tuple[ModelEntry, Path | str]],
+        progress: Callable[[str], None],
+        catalog: Catalog,
+        releases: dict[str, str],
+    ) -> list[RoutedModel]:
+        """Serve ``models`` as the deploying gateway deployed them (``releases``: its Serve applications'
+        releases), without deploying: clients of their Serve applications, and this process's own client
+        for a backend that runs in the gateway."""
+        from ray import serve
+
+        chips = catalog.chip_kinds()
+        units = {m.name: units_of(m, path, chips) for m, path in models}
+        flat = [u for group in units.values() for u in group]
+        local = [u for u in flat if runs_in_gateway(u.deployment.backend, u.spec.chips_per_replica)]
+        clients: dict[str, Any] = self._deploy_local(local, progress)
+        for unit in [u for u in flat if u.name not in clients]:
+            app = self._prefix + unit.name
+            if unit.deployment.autoscaling is None:
+                self._target_replicas[app] = unit.deployment.replicas
+            else:
+                self._target_replicas.pop(app, None)
+            self._releases.pop(app, None)
+            if app in releases:
+                self._releases[app] = releases[app]
+            try:
+                handle = serve.get_app_handle(app)
+            except Exception as exc:
+                raise DeploymentFailed(f"{unit.name}: no Serve application {app}: {exc}") from None
+            route = self._route(unit) if app in self._releases else None
+            client = RayModelClient(handle, route, name=unit.name)
+            self._serve_clients[unit.name] = clients[unit.name] = client
+        return self._routed(models, units, clients, catalog)
+
+    def _routed(
+        self,
+        models: list[tuple[ModelEntry, Path | str]],
+        units: dict[str, list[Unit]],
+        clients: dict[str, Any],
+        catalog: Catalog,
+    ) -> list[RoutedModel]:
         routed = []
         for model, path in models:
             names = [u.name for u in units[model.name]]
@@ -253,6 +325,7 @@ class ServeRuntime:
             self._serve_clients[unit.name] = RayModelClient(
                 serve.get_app_handle(app), self._route(unit), name=unit.name
             )
+            self._deployed[unit.name] = self._deployed_key(unit)
         return {unit.name: self._serve_clients[unit.name] for unit in units}
 
     def _route(self, unit: Unit) -> ChannelRoute | None:
@@ -264,7 +337,8 @@ class ServeRuntime:
         )
 
     def delete(self, names: list[str]) -> None:
-        """Remove models' deployments; replicas finish the requests they hold first."""
+        """Remove models' deployments; replicas finish the requests they hold first. An attached gateway
+        only stops serving them (the deploying gateway removes their replicas)."""
         for name in names:
             for unit in self._units.pop(name, [name]):
                 self._remove_unit(unit)
@@ -276,7 +350,13 @@ class ServeRuntime:
             local.close()
             return
         self._serve_clients.pop(name, None)
-        self._delete_app(self._prefix + name)
+        self._deployed.pop(name, None)
+        app = self._prefix + name
+        if self.options.attach:
+            self._target_replicas.pop(app, None)
+            self._releases.pop(app, None)
+        else:
+            self._delete_app(app)
 
     def _delete_app(self, app: str) -> None:
         from ray import serve
@@ -295,28 +375,29 @@ class ServeRuntime:
         options = serve_options(unit, pinned_to_pool=self._pools_pinned)
         # An autoscaled deployment's requests go through Serve's handle, whose counts drive its autoscaler
         # (requests over replica channels are invisible to it): it gets no channel ticket.
-        ticket = None
+        invite = None
         if deployment.autoscaling is not None:
             options["autoscaling_config"] = deployment.autoscaling.serve_config()
             self._target_replicas.pop(app, None)  # how many run is the autoscaler's: read, not assumed
         else:
             options["num_replicas"] = deployment.replicas
             self._target_replicas[app] = deployment.replicas
-            ticket = self._ticket(app)
+            invite = self._invite(app)
         app_graph = (
             serve.deployment(ModelReplica)  # type: ignore[attr-defined]
             .options(**options)
-            .bind(unit.spec, deployment.backend, ticket)
+            .bind(unit.spec, deployment.backend, invite)
         )
         self._apps.add(app)
         serve.run(app_graph, name=app, route_prefix=None)
 
-    def _ticket(self, app: str) -> ChannelTicket | None:
-        """A new release of ``app``: the gateway routes over channels only to that release's replicas."""
+    def _invite(self, app: str) -> ChannelInvite | None:
+        """A new release of ``app``: gateways route over channels only to that release's replicas, which
+        open a channel to every gateway in the directory."""
         if self.channels is None:
             return None
         self._releases[app] = secrets.token_hex(4)
-        return self.channels.ticket(app, self._releases[app])
+        return self.membership.invite(app, self._releases[app])
 
     # -- health --------------------------------------------------------------------------------
 
@@ -399,8 +480,14 @@ class ServeRuntime:
             if self._head is not None:
                 serve.shutdown()  # type: ignore[no-untyped-call]
                 return
+            others = self.membership.leave()
+            if others:  # they go on serving this installation's replicas
+                logger.info("gateway stops, its models stay for gateways=%s", others)
+                return
             for name in sorted(self._apps):  # a shared cluster keeps everything that is not ours
                 serve.delete(name)
+            if not self.options.attach:
+                self.membership.directory.remove()
 
         try:
             if ray.is_initialized() and self.lost is None:

@@ -15,12 +15,9 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +32,8 @@ import psutil
 import pytest
 import yaml
 
-from tests.e2e.conftest import Gateway, create_key, free_port, gateway_env, start_gateway, stop_gateway
+from tests.e2e.conftest import Gateway, create_key, gateway_env, start_gateway, stop_gateway
+from tests.e2e.ray_cluster import start_ray_node, stop_ray_node
 
 pytestmark = pytest.mark.e2e
 
@@ -108,58 +106,6 @@ def build_wheel(out_dir: Path) -> Path:
     return wheel
 
 
-def start_ray_cluster(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`ray start --head --block` declaring two GCU and two HXF chips, every port explicit and free."""
-    port = free_port()
-    ports = [
-        f"--{name}={free_port()}"
-        for name in (
-            "node-manager-port",
-            "object-manager-port",
-            "ray-client-server-port",
-            "dashboard-agent-listen-port",
-            "dashboard-agent-grpc-port",
-            "runtime-env-agent-port",
-            "metrics-export-port",
-        )
-    ]
-    command = [
-        str(Path(sys.executable).parent / "ray"),
-        "start",
-        "--head",
-        "--block",
-        f"--port={port}",
-        "--node-ip-address=127.0.0.1",
-        "--num-cpus=4",
-        '--resources={"GCU": 2, "HXF": 2}',
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-        *ports,
-    ]
-    with log.open("wb") as out:
-        head = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 120
-    while "Ray runtime started" not in log.read_text(errors="replace"):
-        if head.poll() is not None or time.monotonic() > deadline:
-            os.killpg(head.pid, signal.SIGKILL)
-            pytest.fail(f"ray start failed:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.5)
-    return head, f"127.0.0.1:{port}"
-
-
-def stop_ray_cluster(head: subprocess.Popen[bytes]) -> None:
-    """Stop the cluster by its process group (never `ray stop`, which ends every Ray on the machine)."""
-    os.killpg(head.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        head.wait(timeout=30)
-    time.sleep(1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(head.pid, signal.SIGKILL)
-    head.wait(timeout=10)
-
-
 def serve_replicas(head: subprocess.Popen[bytes]) -> list[str]:
     """The cluster's model replica processes (Ray titles them ``ray::ServeReplica:model-...``)."""
     found = []
@@ -198,7 +144,7 @@ def chips_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]
     # validates the catalog; the cluster authenticates with a token the gateway is given.
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONPATH": str(site)}
     env = gateway_env(tmp_path_factory, "maas-chips", **auth)
-    head, address = start_ray_cluster(env, work / "ray-head.log")
+    head, address = start_ray_node(env, work / "ray-head.log", num_cpus=4, resources={"GCU": 2, "HXF": 2})
     try:
         gw = start_gateway(env, create_key(env, "chips"), config=config, args=["--ray-address", address])
         try:
@@ -211,7 +157,7 @@ def chips_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]
         assert not serve_replicas(head), "the gateway left its replicas running in the cluster"
         assert head.poll() is None, "stopping the gateway must not stop a cluster it joined"
     finally:
-        stop_ray_cluster(head)
+        stop_ray_node(head)
 
 
 def greedy(gw: Gateway, name: str, question: str) -> tuple[list[str], str, int]:

@@ -274,3 +274,23 @@ def serve_replicas(gw: Gateway, model: str) -> int:
         with contextlib.suppress(psutil.Error):
             count += f"ServeReplica:model-{model}:" in " ".join(proc.cmdline())
     return count
+
+
+def test_changing_one_deployment_of_a_model_keeps_its_other_deployments_replicas(pooled: Gateway) -> None:
+    admin = pooled.create_key("ops", admin=True)
+    deadline = time.monotonic() + 120  # the own replica killed above has been replaced by now, or soon
+    while serve_replicas(pooled, MODEL) != 1 and time.monotonic() < deadline:
+        time.sleep(1)
+    before = own_replica(pooled)
+    catalog = yaml.safe_load((Path(pooled.env["MAAS_HOME"]) / "pools-catalog.yaml").read_text())
+    model = next(m for m in catalog["models"] if m["name"] == MODEL)
+    model["deployments"][1]["max_ongoing_requests"] = 6  # the rented API's deployment only
+    applied = httpx.post(
+        pooled.base_url + "/admin/catalog",
+        headers={"Authorization": f"Bearer {admin}"},
+        json=catalog,
+        timeout=300,
+    )
+    assert applied.status_code == 200 and applied.json()["redeployed"] == [MODEL], applied.text
+    assert own_replica(pooled) == before  # the own deployment's replica was not replaced
+    assert ask(pooled.client(pooled.create_key("after-change")), max_tokens=4)

@@ -74,7 +74,10 @@ def test_render_is_deterministic_and_removes_a_file_it_no_longer_writes(
             ["--chips-per-node", "nvidia=eight"],
             "error: --chips-per-node 'nvidia=eight': 'eight' is not a valid",
         ),
-        (["--gateway-max-replicas", "3"], "error: gateway max replicas 3: one installation runs one gateway"),
+        (
+            ["--gateway-replicas", "3", "--gateway-max-replicas", "2"],
+            "error: gateway replicas 3 must be at least 1 and at most the autoscaler's maximum 2",
+        ),
         (["--dashboards", "/nonexistent"], "error: --dashboards /nonexistent: no such folder"),
     ],
 )

@@ -3,6 +3,7 @@ here), and says what the gateway really needs: flags `maas serve` has, probes on
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import shlex
@@ -57,6 +58,8 @@ def test_every_manifest_validates_against_the_kubernetes_and_kuberay_schemas(
         "Service",
         "Service",
         "Service",
+        "Service",
+        "StatefulSet",
     ]
     for manifest in manifests:
         assert errors_of(manifest) == [], manifest["metadata"]["name"]
@@ -113,21 +116,29 @@ def test_the_ray_cluster_has_a_head_that_takes_no_replica_and_runs_the_pinned_ra
     }
 
 
+def serve_args(workload: dict[str, Any]) -> argparse.Namespace:
+    """The `maas serve` line of a gateway pod's script, parsed by the real command line (exits on an
+    unknown flag)."""
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    script = container["command"][2]
+    serve_line = next(line for line in script.replace("\\\n", " ").splitlines() if "maas serve" in line)
+    words = shlex.split(serve_line.replace('"$RAY_HEAD"', "head:6379"))
+    return build_parser().parse_args(words[words.index("maas") + 1 :])
+
+
 def test_the_gateway_joins_the_cluster_and_runs_maas_serve_with_flags_it_has(
     manifests: list[dict[str, Any]],
 ) -> None:
     (deployment,) = by_kind(manifests, "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     script = container["command"][2]
-    serve_line = next(line for line in script.replace("\\\n", " ").splitlines() if "maas serve" in line)
-    words = shlex.split(serve_line.replace('"$RAY_HEAD"', "head:6379"))
-    args = build_parser().parse_args(words[words.index("maas") + 1 :])  # exits on an unknown flag
-    assert (args.config, args.host, args.port, args.ray_address) == (
+    args = serve_args(deployment)
+    assert (args.config, args.host, args.port, args.ray_address, args.attach) == (
         "/etc/maas/models.yaml",
         "0.0.0.0",
         8000,
         "head:6379",
+        False,
     )
     assert 'ray start --address="$RAY_HEAD" --num-cpus=0 --num-gpus=0' in script
     env = {e["name"]: e for e in container["env"]}
@@ -140,7 +151,28 @@ def test_the_gateway_joins_the_cluster_and_runs_maas_serve_with_flags_it_has(
     }
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"} and deployment["spec"]["replicas"] == 1
+
+
+def test_attached_gateways_serve_what_the_deploying_one_deployed_behind_the_same_service(
+    manifests: list[dict[str, Any]],
+) -> None:
+    (deployment,) = by_kind(manifests, "Deployment")
+    (attached,) = by_kind(manifests, "StatefulSet")
+    args = serve_args(attached)
+    assert (args.attach, args.config, args.ray_address) == (True, None, "head:6379")
+    assert attached["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "home"  # each its own spool
+    # The two controllers' selectors pick apart; the Service picks both kinds of pod.
+    own = deployment["spec"]["selector"]["matchLabels"]
+    theirs = attached["spec"]["selector"]["matchLabels"]
+    assert own != theirs and own.keys() == theirs.keys()
+    services = {m["metadata"]["name"]: m["spec"] for m in by_kind(manifests, "Service")}
+    shared = services["maas-gateway"]["selector"]
+    for workload in (deployment, attached):
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert shared.items() <= pod_labels.items()
+    assert services["maas-gateway-attached"]["clusterIP"] == "None"
+    assert attached["spec"]["serviceName"] == "maas-gateway-attached"
 
 
 def test_the_catalog_and_the_dashboards_ship_as_they_are(
@@ -163,9 +195,10 @@ def test_the_autoscaler_and_the_external_stores(manifests: list[dict[str, Any]])
     (hpa,) = by_kind(manifests, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": "maas-gateway",
+        "kind": "StatefulSet",
+        "name": "maas-gateway-attached",
     }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
     stores = {m["metadata"]["name"]: m["spec"] for m in by_kind(manifests, "Service")}
     assert stores["maas-postgres"] == {"type": "ExternalName", "externalName": "postgres.example.internal"}
     assert stores["maas-redis"] == {"type": "ExternalName", "externalName": "redis.example.internal"}
@@ -174,7 +207,10 @@ def test_the_autoscaler_and_the_external_stores(manifests: list[dict[str, Any]])
 def test_without_redis_or_store_hosts_nothing_of_them_is_rendered(repo_root: Path) -> None:
     options = RenderOptions(images=OPTIONS.images, redis_secret=None)
     manifests = render(load_catalog(repo_root / EXAMPLE), "models: []", options, {}).manifests
-    assert [m["metadata"]["name"] for m in by_kind(manifests, "Service")] == ["maas-gateway"]
+    assert [m["metadata"]["name"] for m in by_kind(manifests, "Service")] == [
+        "maas-gateway-attached",
+        "maas-gateway",
+    ]
     (deployment,) = by_kind(manifests, "Deployment")
     assert "MAAS_REDIS_URL" not in {
         e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -184,7 +220,7 @@ def test_without_redis_or_store_hosts_nothing_of_them_is_rendered(repo_root: Pat
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (RenderOptions(gateway_max_replicas=2), "one installation runs one gateway for now"),
+        (RenderOptions(gateway_replicas=3, gateway_max_replicas=2), "at most the autoscaler's maximum 2"),
         (RenderOptions(name="MaaS"), "name 'MaaS' must be a DNS label"),
         (RenderOptions(gateway_replicas=0), "gateway replicas 0 must be at least 1"),
         (RenderOptions(images={"nvidia": "n"}), "no image for chip kind 'cpu'"),

@@ -1,0 +1,114 @@
+"""This gateway's membership of its installation's gateway directory (``gateway.serving.gateway_directory``).
+
+From start to stop a gateway is listed there, with where replicas reach its channel hub and its role, by a
+heartbeat thread (every 2 s, also through a long deployment, so that it is never dropped for silence).
+The deploying gateway publishes each catalog it applied, and publishes it again should the directory have
+restarted empty; an attached one reads what was published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from backends.channel_wire import ChannelInvite, GatewayAddress
+from gateway.serving.gateway_directory import ATTACHED, ATTACHING, DEPLOYING, DirectoryClient, Published
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_S = 2.0
+
+
+class GatewayConflict(RuntimeError):
+    """Another live gateway deploys this installation's catalog: this one must attach, not deploy."""
+
+
+class Membership:
+    def __init__(
+        self,
+        installation: str | None,
+        gateway: str,
+        attach: bool,
+        address: Callable[[], GatewayAddress | None],
+    ) -> None:
+        self.gateway = gateway
+        self._installation = installation
+        self._attach = attach
+        self._address = address
+        self._directory: DirectoryClient | None = None
+        self._serving = False
+        self._published: tuple[dict[str, Any], dict[str, str]] | None = None
+        self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
+
+    def join(self) -> None:
+        """Be listed (after Ray is connected); a deploying gateway is refused while another deploys."""
+        self._directory = DirectoryClient(self._installation, self.gateway)
+        if not self._attach:
+            published = self._directory.published()
+            if published is not None and published.deployer in self._directory.others():
+                raise GatewayConflict(
+                    f"gateway {published.deployer} deploys this installation's catalog on this cluster; "
+                    "start this one with --attach (or give it its own MAAS_INSTALLATION)"
+                )
+        self._register()
+        self._beater = threading.Thread(target=self._heartbeat, name="maas-directory", daemon=True)
+        self._beater.start()
+
+    @property
+    def directory(self) -> DirectoryClient:
+        assert self._directory is not None, "join() first"
+        return self._directory
+
+    def _register(self) -> None:
+        role = DEPLOYING if not self._attach else ATTACHED if self._serving else ATTACHING
+        self.directory.register(self._address(), role)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._register()
+                if self._published is not None and self.directory.published() is None:
+                    self.directory.publish(*self._published)  # the directory restarted empty
+            except Exception as exc:  # the next beat tries again
+                logger.warning("gateway directory unreachable error=%s", type(exc).__name__)
+
+    def serving(self) -> None:
+        """This gateway answers requests from now on (attached workers are waited for until they do)."""
+        self._serving = True
+        self._register()
+
+    def invite(self, app: str, release: str) -> ChannelInvite:
+        return self.directory.invite(app, release)
+
+    def members(self) -> dict[str, object]:
+        """This gateway's id and every live gateway of the installation with its role (a call to Ray)."""
+        return {"id": self.gateway, "members": self.directory.members()}
+
+    def attached(self) -> list[str]:
+        """The attached gateways of this installation that are serving."""
+        return self.directory.others(ATTACHED)
+
+    def publish(self, catalog: dict[str, Any], releases: dict[str, str]) -> None:
+        assert not self._attach
+        self._published = (catalog, releases)
+        self.directory.publish(catalog, releases)
+
+    def published(self, wait_s: float = 0.0) -> Published | None:
+        return self.directory.wait_published(wait_s)
+
+    def leave(self) -> list[str]:
+        """Stop the heartbeat and unregister; the other live gateways of this installation."""
+        self._stop.set()
+        if self._beater is not None:
+            self._beater.join(timeout=15)
+        if self._directory is None:
+            return []
+        try:
+            self._directory.unregister()
+            return self._directory.others()
+        except Exception as exc:  # the directory is gone too: nobody else is known
+            logger.warning("gateway directory unreachable on stop error=%s", type(exc).__name__)
+            return []

@@ -1,0 +1,110 @@
+"""A replica's channels to every gateway in its installation's directory, over real loopback sockets: two
+gateway hubs, one replica, and a directory the test edits (the directory actor itself is proven by the
+end-to-end suite's two gateways on a Ray cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from backends.channel_wire import ChannelInvite, GatewayAddress
+from backends.replica_links import ReplicaLinks
+from gateway.serving.replica_channels import ChannelHub, ReplicaChannel
+from tests.gateway.serving.test_replica_channels import APP, Engine, chunk, collect, request, until
+
+INVITE = ChannelInvite("maas-gateways", "maas", APP, "r1")
+
+
+class Directory:
+    """The gateways a test lists; a lookup that can be made to fail."""
+
+    def __init__(self) -> None:
+        self.listed: list[GatewayAddress] = []
+        self.down = False
+
+    async def lookup(self) -> list[GatewayAddress]:
+        if self.down:
+            raise ConnectionError("directory unreachable")
+        return list(self.listed)
+
+
+@pytest.fixture
+async def hubs() -> AsyncIterator[list[ChannelHub]]:
+    hubs = [ChannelHub("127.0.0.1"), ChannelHub("127.0.0.1")]
+    for hub in hubs:
+        await hub.serve()
+    yield hubs
+    for hub in hubs:
+        hub.close()
+    await asyncio.sleep(0.05)
+
+
+async def test_a_replica_opens_a_channel_to_every_gateway_listed_and_serves_each(
+    hubs: list[ChannelHub],
+) -> None:
+    directory, engine = Directory(), Engine()
+    directory.listed = [hubs[0].address("g1")]
+    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
+    links.start()
+    try:
+        await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
+        directory.listed.append(hubs[1].address("g2"))  # a gateway attaches later
+        await until(lambda: len(hubs[1].open_channels(APP, "r1")) == 1)
+        assert links.gateways == ["g1", "g2"]
+        for n, hub in enumerate(hubs):
+            channel = await hub.route(APP, "r1", replicas=1, max_ongoing=4).acquire()
+            assert isinstance(channel, ReplicaChannel)
+            engine.feed(f"req-{n}", chunk("hello", 1, finish=True))
+            engine.feed(f"req-{n}", None)
+            chunks = await collect(channel.stream(request(f"req-{n}")))
+            assert [c.choices[0].text for c in chunks] == ["hello"]
+    finally:
+        await links.close(drain_timeout_s=1)
+    assert all(not hub.open_channels(APP, "r1") for hub in hubs)
+
+
+async def test_a_gateway_gone_from_the_directory_loses_its_channel_and_the_others_keep_theirs(
+    hubs: list[ChannelHub],
+) -> None:
+    directory, engine = Directory(), Engine()
+    directory.listed = [hubs[0].address("g1"), hubs[1].address("g2")]
+    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
+    links.start()
+    try:
+        await until(lambda: all(len(h.open_channels(APP, "r1")) == 1 for h in hubs))
+        directory.listed = [hubs[1].address("g2")]
+        await until(lambda: not hubs[0].open_channels(APP, "r1"))
+        assert len(hubs[1].open_channels(APP, "r1")) == 1 and links.gateways == ["g2"]
+    finally:
+        await links.close(drain_timeout_s=1)
+
+
+async def test_an_unreachable_directory_keeps_the_channels_there_are(hubs: list[ChannelHub]) -> None:
+    directory, engine = Directory(), Engine()
+    directory.listed = [hubs[0].address("g1")]
+    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
+    links.start()
+    try:
+        assert await links.wait_synced(5)
+        await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
+        directory.down = True
+        await asyncio.sleep(0.3)  # several failed reads
+        assert len(hubs[0].open_channels(APP, "r1")) == 1 and links.gateways == ["g1"]
+    finally:
+        await links.close(drain_timeout_s=1)
+
+
+async def test_a_gateway_back_at_another_address_gets_a_new_channel(hubs: list[ChannelHub]) -> None:
+    directory, engine = Directory(), Engine()
+    directory.listed = [hubs[0].address("g1")]
+    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
+    links.start()
+    try:
+        await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
+        directory.listed = [hubs[1].address("g1")]  # the same id, restarted on another port
+        await until(lambda: not hubs[0].open_channels(APP, "r1"))
+        await until(lambda: len(hubs[1].open_channels(APP, "r1")) == 1)
+    finally:
+        await links.close(drain_timeout_s=1)
