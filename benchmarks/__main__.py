@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="measure the systems this many times over, interleaved; cells report the median",
     )
+    sub.choices["e2e"].add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="skip round 0, which runs every system once before the measured rounds (recorded apart)",
+    )
     sub.choices["embeddings"].add_argument(
         "--rounds", type=int, default=2, help="interleaved rounds of both systems; cells report the median"
     )
@@ -110,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from benchmarks import e2e
 
-        result = e2e.run(args.quick, args.results_dir, command, tuple(args.systems.split(",")), args.rounds)
+        systems = tuple(args.systems.split(","))
+        result = e2e.run(args.quick, args.results_dir, command, systems, args.rounds, not args.no_warmup)
     print(markdown(result))
     return 0
 

@@ -152,10 +152,13 @@ def run(
     command: str,
     systems: tuple[str, ...] = tuple(SYSTEMS),
     rounds: int = 1,
+    warmup: bool = True,
 ) -> dict[str, Any]:
     """Measure ``systems`` one after another, ``rounds`` times over (interleaved and rotated, so a slow
     drift of the machine or the order touches every system alike); with several rounds each cell reports
-    the median of its rounds."""
+    the median of its rounds. ``warmup``: every system first runs the whole plan once as round 0, recorded
+    apart and in no figure (a cold first round, caches and compiled kernels still to build, measures the
+    start, not the steady path)."""
     known = {**SYSTEMS, **EXPERIMENTS}
     unknown = [name for name in systems if name not in known]
     if unknown:
@@ -169,13 +172,16 @@ def run(
     settings = engine_settings()
     info: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
-    for name, round_no in round_schedule(systems, rounds):
+    warmup_rows: list[dict[str, Any]] = []
+    schedule = [(name, 0) for name in systems] if warmup else []
+    for name, round_no in schedule + round_schedule(systems, rounds):
         t0 = time.monotonic()
         try:
             with known[name](settings, logs) as endpoint:
                 ready = round(time.monotonic() - t0, 1)
                 model_process = _model_process(endpoint.cpu_pids())
-                rows += [{**row, "round": round_no} for row in _bench(endpoint, settings, plan, prompts)]
+                measured = [{**row, "round": round_no} for row in _bench(endpoint, settings, plan, prompts)]
+                (warmup_rows if round_no == 0 else rows).extend(measured)
                 info[name] = {
                     "available": True,
                     "description": endpoint.description,
@@ -206,6 +212,7 @@ def run(
         "rounds": rounds,
         "results": cells,
         "round_results": rows if rounds > 1 else [],
+        "warmup_round": warmup_rows,  # round 0, in no figure above
         "logs": str(logs),
     }
     result["targets"] = e2e_targets(cells)
