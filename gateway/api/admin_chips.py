@@ -22,8 +22,8 @@ async def chips(request: Request, _: Admin) -> dict[str, Any]:
     gateways = await asyncio.to_thread(runtime.membership.members)  # a call to the gateway directory
     report = chip_report(
         controller.catalog,
-        runtime.deployment_statuses(),
-        runtime.healthy_replicas(),
+        runtime.health.deployment_statuses(),
+        runtime.health.healthy_replicas(),
         cluster,
         runtime.channel_counts(),
     )

@@ -33,7 +33,7 @@ async def pools(request: Request, _: Admin, start: str | None = None) -> dict[st
         controller.catalog,
         usage,
         in_flight,
-        controller.runtime.healthy_replicas(),
+        controller.runtime.health.healthy_replicas(),
         now - since,
         get_placement(request).events,
     )

@@ -138,7 +138,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         runtime.start()
         signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init installed its own (sys.exit(15))
         metrics = GatewayMetrics()
-        utilization = UtilizationMeter(metrics, [], runtime.healthy_replicas)
+        utilization = UtilizationMeter(metrics, [], runtime.health.healthy_replicas)
         router = ModelRouter()
         published = None
         if catalog is None:  # attached: the deploying gateway's catalog, followed from now on
@@ -163,11 +163,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             controller.follow(follow_stop)
         else:
             runtime.check_capacity(catalog)
+            previous = runtime.membership.published()  # a deploying gateway of this installation, gone
+            left = runtime.take_over(previous) if previous is not None else []
             _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
             router.replace(runtime.deploy(prepared, _progress, catalog))
+            runtime.delete([name for name in left if name not in {m.name for m in catalog.models}])
             utilization.configure(deployment_costs(catalog))
             runtime.publish(catalog)
-        runtime.start_health_poller()
+        runtime.health.start()
         try:
             sock = listening_socket(args.host, args.port, reuse_port=args.reuse_port or args.workers > 1)
         except OSError as exc:
@@ -183,7 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ledger,
             metrics,
             admission,
-            runtime.statuses,
+            runtime.health.statuses,
             controller,
             utilization,
             drain=drain,

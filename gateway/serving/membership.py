@@ -99,11 +99,15 @@ class Membership:
     def published(self, wait_s: float = 0.0) -> Published | None:
         return self.directory.wait_published(wait_s)
 
-    def leave(self) -> list[str]:
-        """Stop the heartbeat and unregister; the other live gateways of this installation."""
+    def stop(self) -> None:
+        """End the heartbeat (idempotent)."""
         self._stop.set()
         if self._beater is not None:
             self._beater.join(timeout=15)
+
+    def leave(self) -> list[str]:
+        """Stop the heartbeat and unregister; the other live gateways of this installation."""
+        self.stop()
         if self._directory is None:
             return []
         try:

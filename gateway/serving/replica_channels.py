@@ -244,6 +244,10 @@ class ChannelHub:
         logger.info("replica channel open app=%s release=%s replica=%s", *key, hello.replica)
         try:
             await channel.read(reader)
+        except asyncio.CancelledError:
+            # The serving loop is stopping: end quietly (asyncio's stream callback would log a cancelled
+            # task as an error); the channel's requests have already failed in ``read``.
+            pass
         finally:
             self._channels[key].remove(channel)
             if not self._channels[key]:

@@ -25,7 +25,7 @@ from backends.channel_wire import ChannelInvite
 from backends.token_count import load_prompt_counter
 from gateway.catalog.pools import POOL_RESOURCE_PREFIX
 from gateway.catalog.routing import RoutedModel
-from gateway.catalog.schema import Catalog, ModelEntry
+from gateway.catalog.schema import Catalog, CatalogError, Deployment, ModelEntry, parse_catalog
 from gateway.serving.app_names import app_prefix
 from gateway.serving.chip_capacity import (
     InsufficientChips,
@@ -33,22 +33,22 @@ from gateway.serving.chip_capacity import (
     chip_demands,
     pool_problems,
 )
+from gateway.serving.gateway_directory import Published
 from gateway.serving.local_client import LocalModelClient, probe, runs_in_gateway
 from gateway.serving.membership import Membership
 from gateway.serving.ray_env import prepare_ray_environment
 from gateway.serving.ray_head import RayHead
 from gateway.serving.ray_model_client import RayModelClient
 from gateway.serving.replica_channels import ChannelHub, ChannelRoute
-from gateway.serving.serve_status import read_serve_status
+from gateway.serving.serve_health import ServeHealth
 from gateway.serving.units import Unit, serve_options, units_of
 
 logger = logging.getLogger(__name__)
 
-RAY_UNREACHABLE = "RAY_UNREACHABLE"
-STALE_AFTER_S = 10.0
-"""A model status not refreshed for this long is not believed: Ray is not answering."""
-LOST_AFTER_S = 30.0
-"""A private head unreachable this long is taken as lost (its replicas with it): the gateway stops."""
+
+def _entry_key(model: ModelEntry, deployment: Deployment) -> tuple[object, ...]:
+    """What a deployment's replicas run, from the catalog alone (the same on every gateway)."""
+    return (model.weights, model.context_length, model.task, deployment)
 
 
 class DeploymentFailed(RuntimeError):
@@ -78,13 +78,6 @@ class ServeRuntime:
     def __init__(self, options: RayOptions) -> None:
         self.options = options
         self._head: RayHead | None = None
-        self._statuses: dict[str, str] = {}
-        self._healthy: dict[str, int] = {}
-        self._poller: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._polled_at = time.monotonic()  # the last status read that Ray answered
-        self.lost: str | None = None
-        """Why this gateway can serve nothing any more (its private Ray head is gone), once it is so."""
         self._connected = False
         self._apps: set[str] = set()
         self._target_replicas: dict[str, int] = {}  # Serve application -> replicas asked for
@@ -102,6 +95,11 @@ class ServeRuntime:
             lambda: None if self.channels is None else self.channels.address(self.membership.gateway),
         )
         self._deployed: dict[str, tuple[object, ...]] = {}  # deployment -> what its replicas run
+        # deployment -> (what its replicas run, release), as a deploying gateway that is gone left them
+        self._inherited: dict[str, tuple[tuple[object, ...], str | None]] = {}
+        self.health = ServeHealth(
+            self._prefix, self._target_replicas, self._local, self._units, lambda: self._head
+        )
         self.gcs_address: str | None = None
         """The GCS this gateway joined (its private head's, or the cluster's), once started."""
 
@@ -207,8 +205,47 @@ class ServeRuntime:
         for unit in on_replicas:  # a model's deployment that did not change keeps its replicas
             if unit.name in self._serve_clients and self._deployed.get(unit.name) == self._deployed_key(unit):
                 clients[unit.name] = self._serve_clients[unit.name]
+            elif self._inherited.get(unit.name, (None,))[0] == _entry_key(unit.model, unit.deployment):
+                clients[unit.name] = self._adopt(unit, self._inherited[unit.name][1])
+                progress(f"{unit.name}: its replicas run as the previous deploying gateway left them")
+        self._inherited.clear()
         clients.update(self._deploy_serve([u for u in on_replicas if u.name not in clients], progress))
         return self._routed(models, units, clients, catalog)
+
+    def take_over(self, published: Published) -> list[str]:
+        """Take over from a deploying gateway that is gone: the Serve applications it deployed become this
+        gateway's, and those whose deployment the next ``deploy`` asks for unchanged keep their replicas
+        (no restart of every engine because a gateway restarted). The models of its catalog that are not
+        asked for again, for the caller to delete."""
+        try:
+            catalog = parse_catalog(published.catalog, "the previous deploying gateway's catalog")
+        except CatalogError as exc:  # another release's catalog: deploy everything afresh
+            logger.warning("previous catalog not readable, redeploying error=%s", exc)
+            return []
+        for model in catalog.models:
+            names = model.deployment_names()
+            self._units[model.name] = names
+            for name, deployment in zip(names, model.deployments, strict=True):
+                app = self._prefix + name
+                self._apps.add(app)
+                if not runs_in_gateway(deployment.backend, deployment.chips_per_replica):
+                    key = _entry_key(model, deployment)
+                    self._inherited[name] = (key, published.releases.get(app))
+        return [m.name for m in catalog.models]
+
+    def _adopt(self, unit: Unit, release: str | None) -> RayModelClient:
+        from ray import serve
+
+        app = self._prefix + unit.name
+        if unit.deployment.autoscaling is None:
+            self._target_replicas[app] = unit.deployment.replicas
+        if release is not None:
+            self._releases[app] = release
+        route = self._route(unit) if release is not None else None
+        client = RayModelClient(serve.get_app_handle(app), route, name=unit.name)
+        self._serve_clients[unit.name] = client
+        self._deployed[unit.name] = self._deployed_key(unit)
+        return client
 
     def _deployed_key(self, unit: Unit) -> tuple[object, ...]:
         """What, when it changes, needs new replicas of one deployment."""
@@ -270,7 +307,7 @@ class ServeRuntime:
                     catalog=catalog,
                 )
             )
-        self._refresh_statuses()
+        self.health.refresh()
         return routed
 
     def clients(self, model: ModelEntry) -> list[Any]:
@@ -342,7 +379,7 @@ class ServeRuntime:
         for name in names:
             for unit in self._units.pop(name, [name]):
                 self._remove_unit(unit)
-        self._refresh_statuses()
+        self.health.refresh()
 
     def _remove_unit(self, name: str) -> None:
         local = self._local.pop(name, None)
@@ -399,88 +436,29 @@ class ServeRuntime:
         self._releases[app] = secrets.token_hex(4)
         return self.membership.invite(app, self._releases[app])
 
-    # -- health --------------------------------------------------------------------------------
-
-    def _refresh_statuses(self) -> None:
-        status = read_serve_status(self._prefix, self._target_replicas)
-        statuses, healthy = status.statuses, status.healthy
-        for name in list(self._local):  # served by this process: up while the gateway is
-            statuses[name], healthy[name] = "RUNNING", 1
-        self._statuses, self._healthy = statuses, healthy
-        self._polled_at = time.monotonic()
-
-    def _check_head(self) -> None:
-        """A private head that exited, or stayed unreachable, took every replica with it."""
-        if self._head is None or self.lost is not None:
-            return
-        code = self._head.process.poll()
-        if code is not None:
-            self.lost = f"the private Ray head exited (code {code})"
-        elif time.monotonic() - self._polled_at > LOST_AFTER_S:
-            self.lost = f"the private Ray head did not answer for {LOST_AFTER_S:.0f} s"
-        if self.lost is not None:
-            logger.error("ray lost: %s; every replica is gone, the gateway stops", self.lost)
-
-    def start_health_poller(self, period_s: float = 2.0) -> None:
-        def loop() -> None:
-            while not self._stop.wait(period_s):
-                self._check_head()
-                try:
-                    self._refresh_statuses()
-                except Exception as exc:  # the next poll tries again
-                    logger.warning("health poll failed error=%s", type(exc).__name__)
-                self._check_head()
-
-        self._poller = threading.Thread(target=loop, name="maas-health", daemon=True)
-        self._poller.start()
-
-    def _ray_answers(self) -> bool:
-        return self.lost is None and time.monotonic() - self._polled_at <= STALE_AFTER_S
-
-    def deployment_statuses(self) -> dict[str, str]:
-        """Each deployment's status; ``RAY_UNREACHABLE`` for the Serve ones while Ray does not answer,
-        never the last status it gave."""
-        if self._ray_answers():
-            return dict(self._statuses)
-        return {d: "RUNNING" if d in self._local else RAY_UNREACHABLE for d in self._statuses}
-
-    def statuses(self) -> dict[str, str]:
-        """Each model's status: RUNNING while any of its deployments runs (requests go there), else its
-        first deployment's."""
-        by_deployment = self.deployment_statuses()
-        statuses = {}
-        for model, names in self._units.items():
-            known = [by_deployment[n] for n in names if n in by_deployment]
-            if known:
-                statuses[model] = "RUNNING" if "RUNNING" in known else known[0]
-        return statuses
-
-    def healthy_replicas(self) -> dict[str, int]:
-        """Each deployment's running replicas."""
-        if self._ray_answers():
-            return dict(self._healthy)
-        return {d: n if d in self._local else 0 for d, n in self._healthy.items()}
-
     def channel_counts(self) -> dict[str, int]:
         """Open replica channels per deployment."""
         counts = {} if self.channels is None else self.channels.counts()
         return {app.removeprefix(self._prefix): n for app, n in counts.items()}
 
+    @property
+    def lost(self) -> str | None:
+        """Why this gateway can serve nothing any more (its private Ray head is gone), once it is so."""
+        return self.health.lost
+
     def stop(self) -> None:
         """Stop this gateway's models; then the Ray processes it started, or leave the joined cluster."""
-        self._stop.set()
-        if self._poller is not None:
-            self._poller.join(timeout=5)
+        self.health.stop()
         if not self._connected:
             return
         import ray
         from ray import serve
 
         def remove_models() -> None:
+            others = self.membership.leave()
             if self._head is not None:
                 serve.shutdown()  # type: ignore[no-untyped-call]
                 return
-            others = self.membership.leave()
             if others:  # they go on serving this installation's replicas
                 logger.info("gateway stops, its models stay for gateways=%s", others)
                 return
@@ -497,6 +475,7 @@ class ServeRuntime:
                 stopper.join(timeout=60)
                 ray.shutdown()
         finally:
+            self.membership.stop()  # the heartbeat ends, whatever happened above
             self._connected = False
             if self.channels is not None:
                 self.channels.close()

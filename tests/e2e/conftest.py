@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,16 @@ class Gateway:
                 pass
             time.sleep(1)
         raise AssertionError(f"gateway not healthy after {timeout_s}s\n{self.log_tail()}")
+
+
+def settles(condition: Callable[[], bool], timeout_s: float = 60) -> bool:
+    """Whether ``condition`` holds within ``timeout_s`` (polled every half second)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def free_port() -> int:

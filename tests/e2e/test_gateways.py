@@ -7,7 +7,9 @@ PostgreSQL and the rate-limit counters in Redis. Then: both answer for the same 
 own replica channels; a key revoked through one is refused by the other; a rate limit holds across both
 under concurrent load; a catalog change through the deployer reaches the attached gateway; a worker node
 killed moves its replica and both gateways go on answering; the deployer stopped leaves the attached one
-serving. Last, `maas serve --workers 2` runs two gateway processes on one port over a private head.
+serving. Last, `maas serve --workers 2` runs two gateway processes on one port over a private head, with
+every store (counters included) in PostgreSQL: both answer, one rate limit holds across both, and a worker
+killed takes nothing with it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.e2e.conftest import Gateway, create_key, gateway_env, start_gateway, stop_gateway
+from tests.e2e.conftest import Gateway, create_key, gateway_env, settles, start_gateway, stop_gateway
 from tests.e2e.ray_cluster import kill_ray_node, start_ray_node, stop_ray_node
 from tests.gateway.billing.conftest import REDIS, drop_redis_prefix, redis_prefix_for_new_test
 from tests.gateway.billing.ledger.conftest import drop_schema, postgres_url_for_new_schema
@@ -70,6 +72,8 @@ def catalog(replicas: int) -> dict[str, Any]:
 @dataclass
 class Cluster:
     env: dict[str, str]
+    address: str
+    config: Path
     head: Any
     workers: dict[str, Any]  # name -> `ray start` process
     deployer: Gateway
@@ -78,19 +82,24 @@ class Cluster:
     gateways: list[Gateway]
 
 
-def replicas_by_node(cluster: Cluster) -> dict[str, int]:
+def replica_pids(cluster: Cluster) -> dict[str, set[int]]:
     """Model replica processes per worker node (Ray's workers stay in their node's session)."""
-    counts = {}
-    for name, node in cluster.workers.items():
-        counts[name] = 0
-        for proc in psutil.process_iter(["cmdline"]):
-            try:
-                replica = "ServeReplica:" in " ".join(proc.info["cmdline"] or [])
-                if replica and os.getsid(proc.pid) == node.pid:
-                    counts[name] += 1
-            except (ProcessLookupError, psutil.Error):
+    pids: dict[str, set[int]] = {name: set() for name in cluster.workers}
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "ServeReplica:" not in " ".join(proc.info["cmdline"] or []):
                 continue
-    return counts
+            sid = os.getsid(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+        for name, node in cluster.workers.items():
+            if sid == node.pid:
+                pids[name].add(proc.pid)
+    return pids
+
+
+def replicas_by_node(cluster: Cluster) -> dict[str, int]:
+    return {name: len(pids) for name, pids in replica_pids(cluster).items()}
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -105,15 +114,6 @@ def chips(gw: Gateway, admin: str) -> dict[str, Any]:
 
 def row(gw: Gateway, admin: str) -> dict[str, Any]:
     return next(m for m in chips(gw, admin)["models"] if m["model"] == MODEL)
-
-
-def settles(condition: Any, timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 def chat(gw: Gateway, key: str, max_tokens: int = 8) -> httpx.Response:
@@ -151,7 +151,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workers: dict[str, Any] = {}
     gateways: list[Gateway] = []
     try:
-        for name in ("a", "b"):
+        for name in ("a", "b"):  # one after the other: two `ray start` at once time out on 2 cores
             workers[name], _ = start_ray_node(
                 env, home / f"ray-{name}.log", head=address, num_cpus=2, resources={"maas_pool_own": 1}
             )
@@ -161,7 +161,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         gateways.append(deployer)
         attached = start_gateway(env, deployer.key, args=["--attach", "--ray-address", address])
         gateways.append(attached)
-        yield Cluster(env, head, workers, deployer, attached, admin, gateways)
+        yield Cluster(env, address, config, head, workers, deployer, attached, admin, gateways)
     finally:
         for gw in gateways:
             if gw.process.poll() is None:
@@ -274,8 +274,23 @@ def test_stopping_the_deploying_gateway_leaves_the_attached_one_serving(cluster:
     assert httpx.get(cluster.attached.base_url + "/health", timeout=10).status_code == 200
 
 
+def test_a_deploying_gateway_started_again_keeps_the_running_replicas(cluster: Cluster) -> None:
+    before = replica_pids(cluster)
+    redeployer = start_gateway(
+        cluster.env, cluster.deployer.key, config=cluster.config, args=["--ray-address", cluster.address]
+    )
+    cluster.gateways.append(redeployer)
+    assert "its replicas run as the previous deploying gateway left them" in redeployer.log.read_text()
+    assert replica_pids(cluster) == before  # taken over, not restarted
+    assert settles(lambda: row(redeployer, cluster.admin)["replica_channels"] == 2)
+    for gw in (redeployer, cluster.attached):
+        assert [chat(gw, cluster.deployer.key).status_code for _ in range(3)] == [200] * 3
+
+
 def test_workers_run_several_gateway_processes_on_one_port(tmp_path_factory: pytest.TempPathFactory) -> None:
-    env = gateway_env(tmp_path_factory, "maas-workers")
+    # PostgreSQL for every store, counters included (the cluster above keeps its counters in Redis).
+    url, schema = postgres_url_for_new_schema()
+    env = gateway_env(tmp_path_factory, "maas-workers", MAAS_DATABASE_URL=url)
     config = Path(env["MAAS_HOME"]) / "catalog.yaml"
     config.write_text(yaml.safe_dump(catalog(replicas=1)))
     gw = start_gateway(env, create_key(env, "workers"), config=config, args=["--workers", "2"])
@@ -289,5 +304,16 @@ def test_workers_run_several_gateway_processes_on_one_port(tmp_path_factory: pyt
         assert len(seen) == 2, seen
         for _ in range(10):
             assert chat(gw, gw.key).status_code == 200
+        limited = admin_post(gw, admin, "/admin/keys", {"tenant": "limited", "rpm": 5}).json()["key"]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = list(pool.map(lambda _: chat(gw, limited, max_tokens=2).status_code, range(16)))
+        assert sorted(statuses) == [200] * 5 + [429] * 11, statuses  # one limit across both processes
+        # A worker that dies takes nothing with it: the first process and the replica go on serving.
+        (worker,) = [p for p in psutil.Process(gw.process.pid).children() if "--attach" in p.cmdline()]
+        worker.kill()  # it stays a zombie until the first process reaps it on stop
+        assert settles(lambda: worker.status() == psutil.STATUS_ZOMBIE, timeout_s=10)
+        assert [chat(gw, gw.key).status_code for _ in range(10)] == [200] * 10
+        assert row(gw, admin)["healthy_replicas"] == 1
     finally:
         stop_gateway(gw)  # every worker drains and stops with it; nothing is left behind
+        drop_schema(schema)

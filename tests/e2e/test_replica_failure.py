@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 
 import httpx
 import openai
 import psutil
 import pytest
 
-from tests.e2e.conftest import MODEL, Gateway, process_tree
+from tests.e2e.conftest import MODEL, Gateway, process_tree, settles
 
 pytestmark = pytest.mark.e2e
 
@@ -43,16 +42,6 @@ def healthy_replicas(gateway: Gateway, admin_key: str) -> int:
 
 def replica_channels(gateway: Gateway, admin_key: str) -> int:
     return int(chips_row(gateway, admin_key)["replica_channels"])  # type: ignore[call-overload]
-
-
-def settles(condition: Callable[[], bool], timeout_s: float = 60) -> bool:
-    """Whether ``condition`` holds within ``timeout_s`` (polled every half second)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 def engine_pids(gateway: Gateway) -> list[int]:

@@ -5,6 +5,7 @@ end-to-end suite's two gateways on a Ray cluster)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -30,6 +31,19 @@ class Directory:
         return list(self.listed)
 
 
+@contextlib.asynccontextmanager
+async def replica_of(*listed: GatewayAddress) -> AsyncIterator[tuple[Directory, ReplicaLinks, Engine]]:
+    """One replica's links, reading a directory that lists ``listed`` (the test edits it)."""
+    directory, engine = Directory(), Engine()
+    directory.listed = list(listed)
+    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
+    links.start()
+    try:
+        yield directory, links, engine
+    finally:
+        await links.close(drain_timeout_s=1)
+
+
 @pytest.fixture
 async def hubs() -> AsyncIterator[list[ChannelHub]]:
     hubs = [ChannelHub("127.0.0.1"), ChannelHub("127.0.0.1")]
@@ -44,11 +58,7 @@ async def hubs() -> AsyncIterator[list[ChannelHub]]:
 async def test_a_replica_opens_a_channel_to_every_gateway_listed_and_serves_each(
     hubs: list[ChannelHub],
 ) -> None:
-    directory, engine = Directory(), Engine()
-    directory.listed = [hubs[0].address("g1")]
-    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
-    links.start()
-    try:
+    async with replica_of(hubs[0].address("g1")) as (directory, links, engine):
         await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
         directory.listed.append(hubs[1].address("g2"))  # a gateway attaches later
         await until(lambda: len(hubs[1].open_channels(APP, "r1")) == 1)
@@ -60,51 +70,31 @@ async def test_a_replica_opens_a_channel_to_every_gateway_listed_and_serves_each
             engine.feed(f"req-{n}", None)
             chunks = await collect(channel.stream(request(f"req-{n}")))
             assert [c.choices[0].text for c in chunks] == ["hello"]
-    finally:
-        await links.close(drain_timeout_s=1)
     assert all(not hub.open_channels(APP, "r1") for hub in hubs)
 
 
 async def test_a_gateway_gone_from_the_directory_loses_its_channel_and_the_others_keep_theirs(
     hubs: list[ChannelHub],
 ) -> None:
-    directory, engine = Directory(), Engine()
-    directory.listed = [hubs[0].address("g1"), hubs[1].address("g2")]
-    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
-    links.start()
-    try:
+    async with replica_of(hubs[0].address("g1"), hubs[1].address("g2")) as (directory, links, _):
         await until(lambda: all(len(h.open_channels(APP, "r1")) == 1 for h in hubs))
         directory.listed = [hubs[1].address("g2")]
         await until(lambda: not hubs[0].open_channels(APP, "r1"))
         assert len(hubs[1].open_channels(APP, "r1")) == 1 and links.gateways == ["g2"]
-    finally:
-        await links.close(drain_timeout_s=1)
 
 
 async def test_an_unreachable_directory_keeps_the_channels_there_are(hubs: list[ChannelHub]) -> None:
-    directory, engine = Directory(), Engine()
-    directory.listed = [hubs[0].address("g1")]
-    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
-    links.start()
-    try:
+    async with replica_of(hubs[0].address("g1")) as (directory, links, _):
         assert await links.wait_synced(5)
         await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
         directory.down = True
         await asyncio.sleep(0.3)  # several failed reads
         assert len(hubs[0].open_channels(APP, "r1")) == 1 and links.gateways == ["g1"]
-    finally:
-        await links.close(drain_timeout_s=1)
 
 
 async def test_a_gateway_back_at_another_address_gets_a_new_channel(hubs: list[ChannelHub]) -> None:
-    directory, engine = Directory(), Engine()
-    directory.listed = [hubs[0].address("g1")]
-    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
-    links.start()
-    try:
+    async with replica_of(hubs[0].address("g1")) as (directory, _, _):
         await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
         directory.listed = [hubs[1].address("g1")]  # the same id, restarted on another port
         await until(lambda: not hubs[0].open_channels(APP, "r1"))
         await until(lambda: len(hubs[1].open_channels(APP, "r1")) == 1)
-    finally:
-        await links.close(drain_timeout_s=1)
