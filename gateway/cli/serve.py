@@ -167,7 +167,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             left = runtime.take_over(previous) if previous is not None else []
             _progress(f"starting {len(prepared)} model engine(s): {', '.join(m.name for m, _ in prepared)}")
             router.replace(runtime.deploy(prepared, _progress, catalog))
-            runtime.delete([name for name in left if name not in {m.name for m in catalog.models}])
+            gone = [name for name in left if name not in {m.name for m in catalog.models}]
+            if gone:  # models the previous deploying gateway served and this catalog does not
+                runtime.delete(gone)
             utilization.configure(deployment_costs(catalog))
             runtime.publish(catalog)
         runtime.health.start()

@@ -206,7 +206,7 @@ class ServeRuntime:
             if unit.name in self._serve_clients and self._deployed.get(unit.name) == self._deployed_key(unit):
                 clients[unit.name] = self._serve_clients[unit.name]
             elif self._inherited.get(unit.name, (None,))[0] == _entry_key(unit.model, unit.deployment):
-                clients[unit.name] = self._adopt(unit, self._inherited[unit.name][1])
+                clients[unit.name] = self._running_app_client(unit, self._inherited[unit.name][1])
                 progress(f"{unit.name}: its replicas run as the previous deploying gateway left them")
         self._inherited.clear()
         clients.update(self._deploy_serve([u for u in on_replicas if u.name not in clients], progress))
@@ -226,23 +226,31 @@ class ServeRuntime:
             names = model.deployment_names()
             self._units[model.name] = names
             for name, deployment in zip(names, model.deployments, strict=True):
+                if runs_in_gateway(deployment.backend, deployment.chips_per_replica):
+                    continue  # ran in that gateway's process: nothing on the cluster to take over
                 app = self._prefix + name
                 self._apps.add(app)
-                if not runs_in_gateway(deployment.backend, deployment.chips_per_replica):
-                    key = _entry_key(model, deployment)
-                    self._inherited[name] = (key, published.releases.get(app))
+                self._inherited[name] = (_entry_key(model, deployment), published.releases.get(app))
         return [m.name for m in catalog.models]
 
-    def _adopt(self, unit: Unit, release: str | None) -> RayModelClient:
+    def _running_app_client(self, unit: Unit, release: str | None) -> RayModelClient:
+        """A client of ``unit``'s Serve application as it runs already, deployed as release ``release``
+        (``None``: without replica channels), by a deploying gateway other than this one."""
         from ray import serve
 
         app = self._prefix + unit.name
         if unit.deployment.autoscaling is None:
             self._target_replicas[app] = unit.deployment.replicas
+        else:
+            self._target_replicas.pop(app, None)
+        self._releases.pop(app, None)
         if release is not None:
             self._releases[app] = release
-        route = self._route(unit) if release is not None else None
-        client = RayModelClient(serve.get_app_handle(app), route, name=unit.name)
+        try:
+            handle = serve.get_app_handle(app)
+        except Exception as exc:
+            raise DeploymentFailed(f"{unit.name}: no Serve application {app}: {exc}") from None
+        client = RayModelClient(handle, self._route(unit) if release is not None else None, name=unit.name)
         self._serve_clients[unit.name] = client
         self._deployed[unit.name] = self._deployed_key(unit)
         return client
@@ -261,29 +269,14 @@ class ServeRuntime:
         """Serve ``models`` as the deploying gateway deployed them (``releases``: its Serve applications'
         releases), without deploying: clients of their Serve applications, and this process's own client
         for a backend that runs in the gateway."""
-        from ray import serve
-
         chips = catalog.chip_kinds()
         units = {m.name: units_of(m, path, chips) for m, path in models}
         flat = [u for group in units.values() for u in group]
         local = [u for u in flat if runs_in_gateway(u.deployment.backend, u.spec.chips_per_replica)]
         clients: dict[str, Any] = self._deploy_local(local, progress)
         for unit in [u for u in flat if u.name not in clients]:
-            app = self._prefix + unit.name
-            if unit.deployment.autoscaling is None:
-                self._target_replicas[app] = unit.deployment.replicas
-            else:
-                self._target_replicas.pop(app, None)
-            self._releases.pop(app, None)
-            if app in releases:
-                self._releases[app] = releases[app]
-            try:
-                handle = serve.get_app_handle(app)
-            except Exception as exc:
-                raise DeploymentFailed(f"{unit.name}: no Serve application {app}: {exc}") from None
-            route = self._route(unit) if app in self._releases else None
-            client = RayModelClient(handle, route, name=unit.name)
-            self._serve_clients[unit.name] = clients[unit.name] = client
+            release = releases.get(self._prefix + unit.name)
+            clients[unit.name] = self._running_app_client(unit, release)
         return self._routed(models, units, clients, catalog)
 
     def _routed(
