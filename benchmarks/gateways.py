@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cells import Window, idle_cores
+from benchmarks.cells import Window
 from benchmarks.maas_server import process_roles, start_maas
 from benchmarks.machine import machine_info, versions
 from benchmarks.overhead import (
     OPENAI_UPSTREAM_PATH,
-    SCENARIOS,
     bench_catalog,
-    measure_cell,
+    measure_subject,
     openai_upstream_models,
     write_catalog,
 )
@@ -69,11 +68,8 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
     systems: dict[str, dict[str, Any]] = {}
 
     def measure(subject: Subject) -> None:
-        idle = idle_cores(subject.cpu_pids(), IDLE_S)
-        systems[subject.system] = {"description": subject.description, "idle_cores_by_role": idle}
-        for scenario in SCENARIOS:
-            for concurrency in CONCURRENCY:
-                rows.append(measure_cell(subject, scenario, concurrency, window, idle))
+        systems[subject.system], measured = measure_subject(subject, CONCURRENCY, window, IDLE_S)
+        rows.extend(measured)
 
     with mock_upstream(engine.model_dump(), logs) as mock:
         measure(direct_subject(mock))

@@ -182,6 +182,17 @@ def measure_cell(
     return row
 
 
+def measure_subject(
+    subject: Subject, concurrencies: tuple[int, ...], window: Window, idle_s: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every scenario at every concurrency on ``subject``, after measuring its idle CPU: what it is, and
+    its rows."""
+    idle = idle_cores(subject.cpu_pids(), idle_s)
+    info = {"available": True, "description": subject.description, "idle_cores_by_role": idle}
+    rows = [measure_cell(subject, s, c, window, idle) for s in SCENARIOS for c in concurrencies]
+    return info, rows
+
+
 def _server_cpu(cpu: dict[str, float | None]) -> float | None:
     """CPU per request of the system itself, net of idle: every role but the upstream mock (whose work the
     fixed-rate engine does instead on the replica path), or the mock's when it is the system."""
@@ -200,15 +211,8 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
     def measure(subject: Subject) -> None:
-        idle = idle_cores(subject.cpu_pids(), IDLE_S)
-        systems[subject.system] = {
-            "available": True,
-            "description": subject.description,
-            "idle_cores_by_role": idle,
-        }
-        for scenario in SCENARIOS:
-            for concurrency in CONCURRENCY:
-                rows.append(measure_cell(subject, scenario, concurrency, window, idle))
+        systems[subject.system], measured = measure_subject(subject, CONCURRENCY, window, IDLE_S)
+        rows.extend(measured)
 
     with mock_upstream(engine.model_dump(), logs) as mock:
         measure(direct_subject(mock))
