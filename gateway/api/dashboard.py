@@ -38,4 +38,4 @@ async def data(request: Request, _: Admin) -> dict[str, Any]:
     utilization = get_utilization(request)
     if utilization is not None:
         utilization.tick()
-    return await dashboard_data(get_ledger(request), get_metrics(request).registry)
+    return await dashboard_data(get_ledger(request), get_metrics(request).collected())

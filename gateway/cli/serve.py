@@ -12,6 +12,7 @@ import asyncio
 import gc
 import json
 import logging
+import shutil
 import signal
 import socket
 import sys
@@ -22,7 +23,14 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from gateway.catalog.schema import Catalog, CatalogError, load_catalog, parse_catalog
-from gateway.cli.serve_workers import Workers, listening_socket, parent_gone
+from gateway.cli.serve_workers import (
+    Workers,
+    exec_with_shared_metrics,
+    listening_socket,
+    owned_metrics_dir,
+    parent_gone,
+    shared_metrics_dir,
+)
 from gateway.cli.settings import Settings
 from gateway.cli.stores import open_admission_for, open_ledger_for, open_tenancy
 
@@ -96,6 +104,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             return 2
     settings.ensure_dirs()
+    if args.workers > 1 and shared_metrics_dir(settings.home) is None:
+        exec_with_shared_metrics(settings.home)  # one /metrics for every process: does not return
+    metrics_dir = shared_metrics_dir(settings.home)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.monotonic()
     try:
@@ -137,8 +148,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _progress("starting Ray on 127.0.0.1 (dashboard %s)" % ("on" if args.dashboard else "off"))
         runtime.start()
         signal.signal(signal.SIGTERM, _raise_interrupt)  # ray.init installed its own (sys.exit(15))
-        metrics = GatewayMetrics()
-        utilization = UtilizationMeter(metrics, [], runtime.health.healthy_replicas)
+        metrics = GatewayMetrics(metrics_dir)
+        utilization = UtilizationMeter(
+            metrics, [], runtime.health.healthy_replicas, accounts=runtime.membership.accounts_for_replicas
+        )
         router = ModelRouter()
         published = None
         if catalog is None:  # attached: the deploying gateway's catalog, followed from now on
@@ -179,7 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise DeploymentFailed(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
         if args.workers > 1:
             assert runtime.gcs_address is not None
-            workers = Workers.spawn(args.workers - 1, args, runtime.gcs_address)
+            workers = Workers.spawn(args.workers - 1, args, runtime.gcs_address, metrics_dir)
             _wait_for_workers(runtime, workers, timeout_s=args.attach_timeout)
         drain = Drain()
         app = build_app(
@@ -206,7 +219,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config,
             drain,
             grace_s=args.shutdown_grace,
-            lost=lambda: runtime.lost or parent_gone(args.parent_pid),
+            lost=lambda: _watch(runtime, workers, args.parent_pid),
             on_drain=workers.terminate if workers is not None else lambda: None,
         )
         _freeze_startup_heap()
@@ -215,7 +228,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Serving OpenAI-compatible API at http://{args.host}:{args.port}/v1", flush=True)
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as loop:
             loop.run(_serve(server, runtime, sock))
-        lost = runtime.lost or parent_gone(args.parent_pid)
+        lost = _watch(runtime, workers, args.parent_pid)
         if lost is not None:
             print(f"error: {lost}; restart the gateway", file=sys.stderr)
             return 1
@@ -235,6 +248,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ledger.close()
         admission.store.close()
         tenancy.close()
+        if (owned := owned_metrics_dir(settings.home)) is not None:
+            shutil.rmtree(owned, ignore_errors=True)
         _progress("stopped")
     return 0
 
@@ -243,6 +258,14 @@ async def _serve(server: uvicorn.Server, runtime: ServeRuntime, sock: socket.soc
     """uvicorn's loop, which also accepts the replicas' channels: their chunks land where requests wait."""
     await runtime.serve_channels()
     await server.serve(sockets=[sock])
+
+
+def _watch(runtime: ServeRuntime, workers: Workers | None, parent_pid: int | None) -> str | None:
+    """Why this gateway must stop (None while it serves): its replicas are lost, or the process that
+    started it (an attached worker's) is gone. Workers that stopped are reaped from the metrics meanwhile."""
+    if workers is not None:
+        workers.reap()
+    return runtime.lost or parent_gone(parent_pid)
 
 
 def _option_problem(args: argparse.Namespace) -> str | None:

@@ -9,6 +9,11 @@ bound for revocations; PostgreSQL and Redis when set) and the Ray cluster.
 
 An attached worker stops when the process that started it is gone; a SIGTERM to the first process is
 passed on to every worker, and each drains its own requests.
+
+One scrape of ``/metrics`` on the port reports every process: they all write their metrics to one folder
+(prometheus_client's multiprocess mode, ``gateway.observability.metrics``). The library picks that mode
+when it is imported, so the first process sets ``PROMETHEUS_MULTIPROC_DIR`` and starts itself again
+(``exec``: the same process id) before anything is imported or started; the workers inherit it.
 """
 
 from __future__ import annotations
@@ -16,11 +21,44 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_metrics_dir(home: Path) -> Path | None:
+    """The folder this host's gateway processes write their metrics to (None: one process, its own)."""
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
+
+
+def exec_with_shared_metrics(home: Path) -> None:
+    """Start this `maas serve --workers` again with a fresh metrics folder for all its processes (does
+    not return). The folder is named by the process id, which ``exec`` keeps: ``owned_metrics_dir``."""
+    folder = _metrics_dir(home, os.getpid())
+    shutil.rmtree(folder, ignore_errors=True)  # left by a process that had this id and was killed
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "gateway.cli", *sys.argv[1:]])
+
+
+def owned_metrics_dir(home: Path) -> Path | None:
+    """The shared metrics folder if this process made it (``exec_with_shared_metrics``): it removes it at
+    its stop. One the operator named in ``PROMETHEUS_MULTIPROC_DIR`` is theirs, and stays."""
+    folder = shared_metrics_dir(home)
+    return folder if folder == _metrics_dir(home, os.getpid()) else None
+
+
+def _metrics_dir(home: Path, pid: int) -> Path:
+    return home / "metrics" / str(pid)
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -48,9 +86,13 @@ class Workers:
     """The attached gateway processes this one started."""
 
     processes: list[subprocess.Popen[bytes]]
+    metrics_dir: Path | None = None
+    _reaped: set[int] = field(default_factory=set)
 
     @classmethod
-    def spawn(cls, count: int, args: argparse.Namespace, ray_address: str) -> Workers:
+    def spawn(
+        cls, count: int, args: argparse.Namespace, ray_address: str, metrics_dir: Path | None
+    ) -> Workers:
         command = [
             sys.executable,
             "-m",
@@ -71,7 +113,7 @@ class Workers:
         ]
         if args.verbose:
             command.append("--verbose")
-        return cls([subprocess.Popen(command) for _ in range(count)])
+        return cls([subprocess.Popen(command) for _ in range(count)], metrics_dir)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes]
@@ -79,6 +121,17 @@ class Workers:
     def exited(self) -> list[int]:
         """Exit codes of the workers that have stopped."""
         return [code for p in self.processes if (code := p.poll()) is not None]
+
+    def reap(self) -> None:
+        """Drop the live gauges (requests in flight) of workers that have stopped from the shared metrics;
+        their counters stay, as counts already made."""
+        for process in self.processes:
+            if process.pid not in self._reaped and process.poll() is not None:
+                self._reaped.add(process.pid)
+                if self.metrics_dir is not None:
+                    from prometheus_client import multiprocess
+
+                    multiprocess.mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
 
     def terminate(self) -> None:
         """Ask every worker to drain and stop."""
@@ -95,3 +148,4 @@ class Workers:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+        self.reap()

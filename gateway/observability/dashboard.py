@@ -101,7 +101,9 @@ async def dashboard_data(
             }
             for p in pools
         },
-        "utilization_by_pool": _ratio(busy, replica_time),
+        # Several gateways each count the busy time of their own requests: where theirs overlap on one
+        # replica the sum exceeds its time, so the share is capped at whole.
+        "utilization_by_pool": {k: min(1.0, v) for k, v in _ratio(busy, replica_time).items()},
         "token_share_by_pool": _ratio(tokens_by_pool, {p: total_tokens for p in tokens_by_pool}),
         "placement_events": metric_totals(registry, "maas_placement_spills_total", "event"),
         "live": {

@@ -2,13 +2,21 @@
 
 Labels are bounded: model names come from the catalog, tenants from the operator's own tenant list; no
 request ids or key values are ever labels.
+
+Under `maas serve --workers N` every gateway process of the host writes its values to files in one folder
+(prometheus_client's multiprocess mode, chosen by ``PROMETHEUS_MULTIPROC_DIR`` before the library is
+imported: ``gateway.cli.serve`` sees to it), and whichever process answers a scrape reports the sum of all:
+counters and histograms add up, gauges of requests in flight add up over the live processes, and gauges
+of replicas (the same in every process) report their largest.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.billing.ledger.records import UsageRecord
 
@@ -22,7 +30,10 @@ class HasName(Protocol):
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        """``multiprocess_dir``: the folder every gateway process of the host writes to (``--workers``);
+        prometheus_client must have been imported with ``PROMETHEUS_MULTIPROC_DIR`` naming it."""
+        self._multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.overhead = Histogram(
@@ -89,18 +100,33 @@ class GatewayMetrics:
             deployment,
             registry=r,
         )
-        self.replicas = Gauge("maas_replicas", "Replicas the catalog asks for.", deployment, registry=r)
+        self.replicas = Gauge(
+            "maas_replicas",
+            "Replicas the catalog asks for.",
+            deployment,
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.replicas_healthy = Gauge(
-            "maas_replicas_healthy", "Replicas that are running.", deployment, registry=r
+            "maas_replicas_healthy",
+            "Replicas that are running.",
+            deployment,
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.in_flight = Gauge(
-            "maas_requests_in_flight", "Requests being served now, per deployment.", deployment, registry=r
+            "maas_requests_in_flight",
+            "Requests being served now, per deployment.",
+            deployment,
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.queued = Gauge(
             "maas_requests_queued",
             "Requests sent to a replica that have no first token yet.",
             ["model"],
             registry=r,
+            multiprocess_mode="livesum",
         )
 
         self.pool_info = Gauge(
@@ -108,6 +134,7 @@ class GatewayMetrics:
             "1 per capacity pool, with its kind (owned, managed).",
             ["pool", "kind"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.spills = Counter(
             "maas_placement_spills_total",
@@ -135,5 +162,13 @@ class GatewayMetrics:
                 per_token = (record.duration_s - record.ttft_s) / (record.completion_tokens - 1)
                 self.tpot.labels(record.model).observe(per_token)
 
+    def collected(self) -> CollectorRegistry:
+        """What a scrape reports: this process's registry, or every process's values under ``--workers``."""
+        if self._multiprocess_dir is None:
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, str(self._multiprocess_dir))  # type: ignore[no-untyped-call]
+        return registry
+
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.collected())

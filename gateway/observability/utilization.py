@@ -79,8 +79,13 @@ class UtilizationMeter:
         deployments: list[DeploymentCost],
         healthy: Callable[[], dict[str, int]] = dict,
         clock: Callable[[], float] = time.monotonic,
+        accounts: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``accounts`` says whether this gateway accrues replica time and chip-hour cost: of several
+        gateways in front of the same replicas one does (``Membership.accounts_for_replicas``), so that
+        their metrics summed count each replica-second once; every gateway counts its own requests."""
         self._metrics = metrics
+        self._accounts = accounts
         self._healthy = healthy
         self._clock = clock
         self._lock = threading.Lock()
@@ -146,6 +151,7 @@ class UtilizationMeter:
     def tick(self) -> None:
         """Accrue replica time, busy time and cost since the last tick."""
         healthy = self._healthy()
+        accounts = self._accounts()
         with self._lock:
             now = self._clock()
             elapsed, self._last = now - self._last, now
@@ -154,7 +160,7 @@ class UtilizationMeter:
                 if d.name in healthy:
                     self._metrics.replicas_healthy.labels(*labels).set(healthy[d.name])
                 self._accrue_busy(d.name, now)
-                if elapsed <= 0:
+                if elapsed <= 0 or not accounts:
                     continue
                 running = healthy.get(d.name, 0) if d.autoscaled else d.replicas
                 self._metrics.replica_seconds.labels(*labels).inc(elapsed * running)

@@ -63,8 +63,26 @@ class GatewayDirectory:
         self._members: dict[str, _Member] = {}
         self._published: Published | None = None
 
-    def register(self, gateway: str, address: GatewayAddress | None, role: str) -> None:
+    def register(self, gateway: str, address: GatewayAddress | None, role: str) -> str | None:
+        """List (or keep listing) ``gateway``; the installation's accountant (``accountant``)."""
         self._members[gateway] = _Member(address, role, time.monotonic())
+        return self.accountant()
+
+    def accountant(self) -> str | None:
+        """The gateway that accrues the installation's replica time and chip-hour cost in its metrics: the
+        deploying one while it lives, else the first serving attached one by id. The others count only
+        their own requests, so that a sum over every gateway's metrics counts each replica-second once."""
+        alive = self._alive()
+        for role in (DEPLOYING, ATTACHED):
+            candidates = sorted(g for g, m in alive.items() if m.role == role)
+            if candidates:
+                return candidates[0]
+        return None
+
+    def seen_ago(self, gateway: str) -> float | None:
+        """Seconds since ``gateway`` last registered (None: not listed)."""
+        member = self._alive().get(gateway)
+        return None if member is None else time.monotonic() - member.seen
 
     def unregister(self, gateway: str) -> None:
         self._members.pop(gateway, None)
@@ -124,8 +142,10 @@ class DirectoryClient:
     def invite(self, app: str, release: str) -> ChannelInvite:
         return ChannelInvite(self.name, NAMESPACE, app, release)
 
-    def register(self, address: GatewayAddress | None, role: str) -> None:
-        self._call("register", self.gateway, address, role)
+    def register(self, address: GatewayAddress | None, role: str) -> str | None:
+        """List this gateway (again); the installation's accountant."""
+        result = self._call("register", self.gateway, address, role)
+        return None if result is None else str(result)
 
     def unregister(self) -> None:
         self._call("unregister", self.gateway)
@@ -133,6 +153,10 @@ class DirectoryClient:
     def members(self) -> dict[str, str]:
         """Every live gateway of this installation and its role."""
         return dict(self._call("members"))
+
+    def seen_ago(self, gateway: str) -> float | None:
+        result = self._call("seen_ago", gateway)
+        return None if result is None else float(result)
 
     def others(self, role: str | None = None) -> list[str]:
         """The other live gateways of this installation (in ``role``, if given)."""

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from backends.channel_wire import ChannelInvite, GatewayAddress
-from gateway.serving.gateway_directory import ATTACHED, ATTACHING, DEPLOYING, DirectoryClient, Published
+from gateway.serving.gateway_directory import (
+    ALIVE_S,
+    ATTACHED,
+    ATTACHING,
+    DEPLOYING,
+    DirectoryClient,
+    Published,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +48,7 @@ class Membership:
         self._directory: DirectoryClient | None = None
         self._serving = False
         self._published: tuple[dict[str, Any], dict[str, str]] | None = None
+        self._accountant: str | None = None
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
 
@@ -48,14 +57,30 @@ class Membership:
         self._directory = DirectoryClient(self._installation, self.gateway)
         if not self._attach:
             published = self._directory.published()
-            if published is not None and published.deployer in self._directory.others():
+            deployer = None if published is None else published.deployer
+            if deployer in self._directory.others() and not self._outlived(str(deployer)):
                 raise GatewayConflict(
-                    f"gateway {published.deployer} deploys this installation's catalog on this cluster; "
+                    f"gateway {deployer} deploys this installation's catalog on this cluster; "
                     "start this one with --attach (or give it its own MAAS_INSTALLATION)"
                 )
         self._register()
         self._beater = threading.Thread(target=self._heartbeat, name="maas-directory", daemon=True)
         self._beater.start()
+
+    def _outlived(self, deployer: str) -> bool:
+        """Whether the listed deploying gateway ``deployer`` is gone: its entry expires with no heartbeat
+        meanwhile (a deployer restarted at once finds its predecessor still listed, for up to ``ALIVE_S``).
+        False as soon as it beats again: it lives, and this gateway must attach instead."""
+        started = time.monotonic()
+        logger.info("deploying gateway listed, waiting for a heartbeat or its expiry gateway=%s", deployer)
+        while time.monotonic() - started < ALIVE_S + 2 * HEARTBEAT_S:
+            ago = self.directory.seen_ago(deployer)
+            if ago is None:
+                return True
+            if ago + 0.5 < time.monotonic() - started:  # registered again since this gateway asked
+                return False
+            time.sleep(0.5)
+        return False
 
     @property
     def directory(self) -> DirectoryClient:
@@ -64,7 +89,14 @@ class Membership:
 
     def _register(self) -> None:
         role = DEPLOYING if not self._attach else ATTACHED if self._serving else ATTACHING
-        self.directory.register(self._address(), role)
+        self._accountant = self.directory.register(self._address(), role)
+
+    def accounts_for_replicas(self) -> bool:
+        """Whether this gateway accrues the installation's replica time and chip-hour cost
+        (``GatewayDirectory.accountant``); before it is listed, a deploying gateway does."""
+        if self._accountant is None:
+            return not self._attach
+        return self._accountant == self.gateway
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -87,7 +87,12 @@ class RayHead:
             command.append("--dashboard")
         if num_cpus is not None:
             command += ["--num-cpus", str(num_cpus)]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        # Not the gateway processes' shared metrics folder (`maas serve --workers`): engines that use
+        # prometheus_client would write theirs there too, and the gateway's /metrics would report them.
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, start_new_session=True, env=env
+        )
         deadline = time.monotonic() + timeout_s
         assert process.stdout is not None
         for line in process.stdout:

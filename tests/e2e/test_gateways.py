@@ -7,9 +7,10 @@ PostgreSQL and the rate-limit counters in Redis. Then: both answer for the same 
 own replica channels; a key revoked through one is refused by the other; a rate limit holds across both
 under concurrent load; a catalog change through the deployer reaches the attached gateway; a worker node
 killed moves its replica and both gateways go on answering; the deployer stopped leaves the attached one
-serving. Last, `maas serve --workers 2` runs two gateway processes on one port over a private head, with
-every store (counters included) in PostgreSQL: both answer, one rate limit holds across both, and a worker
-killed takes nothing with it.
+serving; a deployer started again takes the running replicas over, also at once after its predecessor was
+killed. Last, `maas serve --workers 2` runs two gateway processes on one port over a private head, with
+every store (counters included) in PostgreSQL: both answer, one rate limit holds across both, one scrape
+of /metrics counts both processes' requests, and a worker killed takes nothing with it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import httpx
 import psutil
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Gateway, create_key, gateway_env, settles, start_gateway, stop_gateway
 from tests.e2e.ray_cluster import kill_ray_node, start_ray_node, stop_ray_node
@@ -122,6 +124,19 @@ def chat(gw: Gateway, key: str, max_tokens: int = 8) -> httpx.Response:
         headers={"Authorization": f"Bearer {key}"},
         json={"model": MODEL, "messages": QUESTION, "max_tokens": max_tokens, "temperature": 0},
         timeout=60,
+    )
+
+
+def served(gw: Gateway, tenant: str) -> float:
+    """Requests answered 200 for ``tenant``, as one scrape of the gateway's /metrics reports them."""
+    text = httpx.get(gw.base_url + "/metrics", timeout=30).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "maas_requests_total"
+        and sample.labels.get("tenant") == tenant
+        and sample.labels.get("status") == "ok"
     )
 
 
@@ -287,6 +302,23 @@ def test_a_deploying_gateway_started_again_keeps_the_running_replicas(cluster: C
         assert [chat(gw, cluster.deployer.key).status_code for _ in range(3)] == [200] * 3
 
 
+def test_a_deploying_gateway_killed_and_started_again_at_once_takes_over(cluster: Cluster) -> None:
+    """Its predecessor is still listed (no heartbeat for up to 10 s): the new one waits for the entry to
+    expire instead of refusing, as a pod restarted by Kubernetes would be."""
+    killed = cluster.gateways[-1]
+    before = replica_pids(cluster)
+    killed.process.kill()
+    killed.process.wait(timeout=10)
+    again = start_gateway(
+        cluster.env, cluster.deployer.key, config=cluster.config, args=["--ray-address", cluster.address]
+    )
+    cluster.gateways.append(again)
+    assert replica_pids(cluster) == before
+    assert settles(lambda: row(again, cluster.admin)["replica_channels"] == 2)
+    assert [chat(again, cluster.deployer.key).status_code for _ in range(3)] == [200] * 3
+    assert len(chips(again, cluster.admin)["gateways"]["members"]) == 2  # the killed one has expired
+
+
 def test_workers_run_several_gateway_processes_on_one_port(tmp_path_factory: pytest.TempPathFactory) -> None:
     # PostgreSQL for every store, counters included (the cluster above keeps its counters in Redis).
     url, schema = postgres_url_for_new_schema()
@@ -304,15 +336,20 @@ def test_workers_run_several_gateway_processes_on_one_port(tmp_path_factory: pyt
         assert len(seen) == 2, seen
         for _ in range(10):
             assert chat(gw, gw.key).status_code == 200
+        # One /metrics for the port: whichever process answers reports both processes' requests.
+        assert {served(gw, "workers") for _ in range(10)} == {10}
+        families = {f.name for f in text_string_to_metric_families(httpx.get(gw.base_url + "/metrics").text)}
+        assert all(name.startswith("maas_") for name in families), families  # nothing of Ray's or an engine's
         limited = admin_post(gw, admin, "/admin/keys", {"tenant": "limited", "rpm": 5}).json()["key"]
         with ThreadPoolExecutor(max_workers=16) as pool:
             statuses = list(pool.map(lambda _: chat(gw, limited, max_tokens=2).status_code, range(16)))
         assert sorted(statuses) == [200] * 5 + [429] * 11, statuses  # one limit across both processes
         # A worker that dies takes nothing with it: the first process and the replica go on serving.
         (worker,) = [p for p in psutil.Process(gw.process.pid).children() if "--attach" in p.cmdline()]
-        worker.kill()  # it stays a zombie until the first process reaps it on stop
-        assert settles(lambda: worker.status() == psutil.STATUS_ZOMBIE, timeout_s=10)
+        worker.kill()
+        assert settles(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, 10)
         assert [chat(gw, gw.key).status_code for _ in range(10)] == [200] * 10
+        assert served(gw, "workers") == 20  # the killed worker's counts stay in the sum
         assert row(gw, admin)["healthy_replicas"] == 1
     finally:
         stop_gateway(gw)  # every worker drains and stops with it; nothing is left behind

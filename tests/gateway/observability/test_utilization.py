@@ -161,3 +161,27 @@ def test_a_rented_api_costs_its_token_prices_as_it_serves_and_no_replica_time() 
     labels = {"model": "m", "deployment": "m", "chip": "cpu", "pool": "api"}
     assert value(metrics.registry, "maas_infra_cost_total", **labels, currency="USD") == pytest.approx(1.5)
     assert value(metrics.registry, "maas_pool_info", pool="api", kind="managed") == 1
+
+
+def test_a_gateway_that_does_not_account_for_replicas_counts_only_its_own_requests() -> None:
+    """Of several gateways in front of the same replicas one accrues replica time and chip-hour cost, so a
+    sum over all of them counts each replica-second once; each still counts its requests' busy time."""
+    catalog = parse_catalog(CATALOG, "test")
+    accounting, other = GatewayMetrics(), GatewayMetrics()
+    clock = [0.0]
+    meters = [
+        UtilizationMeter(
+            m, deployment_costs(catalog), lambda: {"a": 3}, lambda: clock[0], accounts=lambda f=f: f
+        )
+        for m, f in ((accounting, True), (other, False))
+    ]
+    for meter in meters:
+        meter.started("a")
+    clock[0] = 3600.0
+    for meter in meters:
+        meter.tick()
+    a = {"model": "a", "deployment": "a", "chip": "nvidia", "pool": "own"}
+    assert value(accounting.registry, "maas_replica_seconds_total", **a) == 3 * 3600
+    assert other.registry.get_sample_value("maas_replica_seconds_total", a) is None
+    assert other.registry.get_sample_value("maas_infra_cost_total", {**a, "currency": "USD"}) is None
+    assert value(other.registry, "maas_replica_busy_seconds_total", **a) == 3600

@@ -53,3 +53,23 @@ def test_each_publication_has_a_new_version_and_round_trips_the_catalog() -> Non
     published = directory.published()
     assert published is not None and published.releases == {"model-a": "r2"} and published.deployer == "g1"
     assert parse_catalog(published.catalog, "published") == catalog
+
+
+def test_the_deployer_accounts_for_replica_time_else_the_first_serving_attached_gateway() -> None:
+    directory = GatewayDirectory()
+    assert directory.register("g2", None, ATTACHED) == "g2"
+    assert directory.register("g3", None, ATTACHED) == "g2"
+    assert directory.register("g9", None, DEPLOYING) == "g9"
+    directory.unregister("g9")
+    assert directory.accountant() == "g2"
+    directory.register("g1", None, gateway_directory.ATTACHING)  # not serving yet: not the accountant
+    assert directory.accountant() == "g2"
+
+
+def test_the_directory_says_how_long_ago_a_gateway_beat(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(gateway_directory.time, "monotonic", lambda: now[0])
+    directory = GatewayDirectory()
+    directory.register("g1", ADDRESS, DEPLOYING)
+    now[0] += 3
+    assert directory.seen_ago("g1") == 3 and directory.seen_ago("g2") is None
