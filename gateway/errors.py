@@ -33,6 +33,7 @@ __all__ = [
     "LedgerUnavailable",
     "ModelNotFound",
     "ModelSaturated",
+    "ModelStarting",
     "NotFound",
     "OpenAIError",
     "Overloaded",
@@ -107,6 +108,19 @@ class TenantOverShare(Overloaded):
 
 class ModelSaturated(Overloaded):
     """The model is saturated by requests of one tenant alone (the caller's)."""
+
+
+class ModelStarting(ServiceError):
+    """A deployment scaled to zero had no replica ready within its start wait; one goes on starting."""
+
+    @classmethod
+    def now(cls, model: str, waited_s: float, retry_after_s: float) -> ModelStarting:
+        error = cls(
+            f"The model `{model}` is starting a replica (it was scaled to zero while idle) and none was "
+            f"ready within {waited_s:.0f} s; retry after the Retry-After seconds."
+        )
+        error.headers = {"retry-after": _retry_after(retry_after_s)}
+        return error
 
 
 class ShuttingDown(ServiceError):
@@ -214,6 +228,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     Overloaded: (503, "service_unavailable", "model_overloaded"),
     TenantOverShare: (429, "requests", "tenant_over_share"),
     ModelSaturated: (503, "service_unavailable", "model_overloaded"),
+    ModelStarting: (503, "service_unavailable", "model_starting"),
     ShuttingDown: (503, "service_unavailable", "shutting_down"),
     LedgerUnavailable: (503, "service_unavailable", "ledger_unavailable"),
     CountersUnavailable: (503, "service_unavailable", "counters_unavailable"),

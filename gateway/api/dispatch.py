@@ -99,7 +99,9 @@ async def dispatch(
         gate = gates.gate(route.name, route.capacity, route.queue_limit)
         queued = gate.running >= gate.capacity or gate.queued > 0
         asked = time.perf_counter()
-        replica = within(route.client.generate(request), route.stall_timeout_s, model.name)
+        replica = within(
+            route.client.generate(request), route.stall_timeout_s, model.name, route.start_wait_s
+        )
         chunks = gated(gate.slot(tenant), replica)
         try:
             first = await first_chunk(chunks)

@@ -66,6 +66,8 @@ class Route(DeploymentInfo):
     """Requests that may wait in the gateway for one of its slots."""
     stall_timeout_s: float = 120.0
     """Longest wait for the replica's next chunk (a hung replica)."""
+    start_wait_s: float | None = None
+    """Longest wait for a replica to start when the deployment scaled to zero (None: it does not)."""
 
     @classmethod
     def of(
@@ -79,6 +81,7 @@ class Route(DeploymentInfo):
             capacity=deployment.capacity,
             queue_limit=deployment.queue_limit,
             stall_timeout_s=deployment.stall_timeout_s,
+            start_wait_s=deployment.start_wait_s,
         )
 
 

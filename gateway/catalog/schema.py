@@ -38,6 +38,14 @@ class Autoscaling(Strict):
     )
     upscale_delay_s: float = Field(default=30, ge=0, description="Load must stay high this long to add.")
     downscale_delay_s: float = Field(default=600, ge=0, description="Load must stay low this long to remove.")
+    start_wait_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="How long a request waits for a replica to start while the deployment has none running "
+        "(scaled to zero), with progress in the log, before it is answered 503 with Retry-After (the "
+        "replica goes on starting). Default: the deployment's stall_timeout_s.",
+    )
 
     @model_validator(mode="after")
     def _min_within_max(self) -> Autoscaling:
@@ -47,7 +55,7 @@ class Autoscaling(Strict):
 
     def serve_config(self) -> dict[str, Any]:
         """Serve's ``autoscaling_config``: it starts at ``min_replicas``."""
-        return {**self.model_dump(), "initial_replicas": self.min_replicas}
+        return {**self.model_dump(exclude={"start_wait_s"}), "initial_replicas": self.min_replicas}
 
 
 class Deployment(Strict):
@@ -116,6 +124,13 @@ class Deployment(Strict):
     @property
     def queue_limit(self) -> int:
         return self.capacity if self.max_queued_requests is None else self.max_queued_requests
+
+    @property
+    def start_wait_s(self) -> float | None:
+        """How long a request waits for a replica while none runs (None: it never scales to zero)."""
+        if self.autoscaling is None or self.autoscaling.min_replicas > 0:
+            return None
+        return self.autoscaling.start_wait_s or self.stall_timeout_s
 
     engine: dict[str, Any] = Field(
         default_factory=dict, description="Engine options, validated by the backend's own schema."

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from backends.base import EngineRequest, GenerationChunk
+from gateway.errors import ModelStarting
 from gateway.serving.replica_channels import ChannelRoute
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,21 @@ deployment scales up from zero), the gateway logs that it is still waiting, and 
 class RayModelClient:
     """Streams from one model's replicas: over their channels when all are open, else Serve's handle."""
 
-    def __init__(self, handle: Any, route: ChannelRoute | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        handle: Any,
+        route: ChannelRoute | None = None,
+        name: str = "",
+        start_wait_s: float | None = None,
+        running: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        """``start_wait_s``: for a deployment that scales to zero, how long a request waits for a replica
+        while ``running`` (its replicas running, None while unknown) says none runs; past it the request
+        is answered ``ModelStarting`` (503 with Retry-After) and the replica goes on starting."""
         self._name = name
+        self._start_wait_s = start_wait_s
+        self._running = running
+        self._last_start_s: float | None = None  # how long the last start from zero took to answer
         self._app_handle = handle
         self._handle: Any = None
         self._route = route
@@ -55,18 +69,42 @@ class RayModelClient:
                 request_serialization="pickle",
                 response_serialization="pickle",
             )
+        cold = self._start_wait_s is not None and self._running() == 0
         response = self._handle.generate.remote(request)
         finished = False
         waiting = _WaitLog(self._name)
         try:
-            async for chunk in response:
+            chunks = aiter(response)
+            if cold:
+                yield await self._first_after_start(chunks)
+            async for chunk in chunks:
                 waiting.cancel()
                 yield chunk
+            finished = True
+        except StopAsyncIteration:
             finished = True
         finally:
             waiting.cancel()
             if not finished:
                 response.cancel()  # the replica aborts the engine request
+
+    async def _first_after_start(self, chunks: AsyncIterator[GenerationChunk]) -> GenerationChunk:
+        """The first chunk from a deployment that had no replica running, within ``start_wait_s``."""
+        assert self._start_wait_s is not None
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._start_wait_s):
+                first = await anext(chunks)
+        except TimeoutError:
+            # Retry once a start has had the time the last one took (unknown: as long again).
+            expected = self._last_start_s if self._last_start_s is not None else 2 * self._start_wait_s
+            logger.warning(
+                "no replica started in time deployment=%s waited_s=%.0f", self._name, self._start_wait_s
+            )
+            raise ModelStarting.now(self._name, self._start_wait_s, expected - self._start_wait_s) from None
+        self._last_start_s = time.monotonic() - started
+        logger.info("replica started from zero deployment=%s after_s=%.1f", self._name, self._last_start_s)
+        return first
 
 
 class _WaitLog:

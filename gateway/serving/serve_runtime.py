@@ -41,6 +41,7 @@ from gateway.serving.ray_head import RayHead
 from gateway.serving.ray_model_client import RayModelClient
 from gateway.serving.replica_channels import ChannelHub, ChannelRoute
 from gateway.serving.serve_health import ServeHealth
+from gateway.serving.serve_status import read_serve_status
 from gateway.serving.units import Unit, serve_options, units_of
 
 logger = logging.getLogger(__name__)
@@ -196,8 +197,7 @@ class ServeRuntime:
         others get a Serve application with replicas on their chips, in their pool. A deployment a model
         no longer has is removed once the new ones are up.
         """
-        chips = catalog.chip_kinds()
-        units = {m.name: units_of(m, path, chips) for m, path in models}
+        units = {m.name: units_of(m, path, catalog) for m, path in models}
         flat = [u for group in units.values() for u in group]
         local = [u for u in flat if runs_in_gateway(u.deployment.backend, u.spec.chips_per_replica)]
         clients: dict[str, Any] = self._deploy_local(local, progress)
@@ -250,14 +250,14 @@ class ServeRuntime:
             handle = serve.get_app_handle(app)
         except Exception as exc:
             raise DeploymentFailed(f"{unit.name}: no Serve application {app}: {exc}") from None
-        client = RayModelClient(handle, self._route(unit) if release is not None else None, name=unit.name)
+        client = self._client(unit, handle, self._route(unit) if release is not None else None)
         self._serve_clients[unit.name] = client
         self._deployed[unit.name] = self._deployed_key(unit)
         return client
 
     def _deployed_key(self, unit: Unit) -> tuple[object, ...]:
         """What, when it changes, needs new replicas of one deployment."""
-        return (unit.deployment, unit.spec, self._pools_pinned)
+        return (unit.deployment, unit.spec, unit.pool, self._pools_pinned)
 
     def attach(
         self,
@@ -269,8 +269,7 @@ class ServeRuntime:
         """Serve ``models`` as the deploying gateway deployed them (``releases``: its Serve applications'
         releases), without deploying: clients of their Serve applications, and this process's own client
         for a backend that runs in the gateway."""
-        chips = catalog.chip_kinds()
-        units = {m.name: units_of(m, path, chips) for m, path in models}
+        units = {m.name: units_of(m, path, catalog) for m, path in models}
         flat = [u for group in units.values() for u in group]
         local = [u for u in flat if runs_in_gateway(u.deployment.backend, u.spec.chips_per_replica)]
         clients: dict[str, Any] = self._deploy_local(local, progress)
@@ -331,20 +330,23 @@ class ServeRuntime:
     def _deploy_serve(self, units: list[Unit], progress: Callable[[str], None]) -> dict[str, RayModelClient]:
         from ray import serve
 
+        if not units:
+            return {}
         started = time.monotonic()
-        # One serve.run at a time: Ray Serve 2.60 registers a module for pickling by value around each
-        # config it serialises, and concurrent serve.run calls fail with "... is not registered for
-        # pickle by value". The engines start one after another; this thread only reports progress.
+        # Every application in one serve.run_many: Serve deploys them side by side, so the engines start
+        # at once (one serve.run each started them one after another, a minute apiece on 2 cores, and
+        # concurrent serve.run calls fail in Ray Serve 2.60 on its pickling by value).
+        targets = [self._run_target(unit) for unit in units]
         with ThreadPoolExecutor(max_workers=1) as pool:
-            futures = {unit.name: pool.submit(self._deploy_one, unit) for unit in units}
-            while wait(futures.values(), timeout=5).not_done:
-                pending = [name for name, f in futures.items() if not f.done()]
+            running = pool.submit(serve.run_many, targets, wait_for_applications_running=True)
+            while wait([running], timeout=5).not_done:
+                statuses = read_serve_status(self._prefix, {}).statuses
+                pending = [u.name for u in units if statuses.get(u.name) != "RUNNING"]
                 progress(
                     f"starting engines: waiting for {', '.join(pending)} ({time.monotonic() - started:.0f}s)"
                 )
-        failures = [f"{name}: {f.exception()}" for name, f in futures.items() if f.exception()]
-        if failures:
-            raise DeploymentFailed("; ".join(failures))
+        if running.exception() is not None:
+            raise DeploymentFailed(str(running.exception()))
         for unit in units:
             local = self._local.pop(
                 unit.name, None
@@ -352,11 +354,19 @@ class ServeRuntime:
             if local is not None:
                 local.close()
             app = self._prefix + unit.name
-            self._serve_clients[unit.name] = RayModelClient(
-                serve.get_app_handle(app), self._route(unit), name=unit.name
-            )
+            self._serve_clients[unit.name] = self._client(unit, serve.get_app_handle(app), self._route(unit))
             self._deployed[unit.name] = self._deployed_key(unit)
         return {unit.name: self._serve_clients[unit.name] for unit in units}
+
+    def _client(self, unit: Unit, handle: Any, route: ChannelRoute | None) -> RayModelClient:
+        """The gateway's client of ``unit``'s Serve application (``route``: its replica channels)."""
+        return RayModelClient(
+            handle,
+            route,
+            name=unit.name,
+            start_wait_s=unit.deployment.start_wait_s,
+            running=lambda: self.health.healthy_replicas().get(unit.name),
+        )
 
     def _route(self, unit: Unit) -> ChannelRoute | None:
         if self.channels is None or unit.deployment.autoscaling is not None:
@@ -396,7 +406,8 @@ class ServeRuntime:
         self._target_replicas.pop(app, None)
         self._releases.pop(app, None)
 
-    def _deploy_one(self, unit: Unit) -> None:
+    def _run_target(self, unit: Unit) -> Any:
+        """``unit``'s Serve application, to deploy (``serve.RunTarget``)."""
         from ray import serve
 
         from backends.replica import ModelReplica
@@ -407,7 +418,7 @@ class ServeRuntime:
         # (requests over replica channels are invisible to it): it gets no channel ticket.
         invite = None
         if deployment.autoscaling is not None:
-            options["autoscaling_config"] = deployment.autoscaling.serve_config()
+            options["autoscaling_config"] = unit.autoscaling_config()
             self._target_replicas.pop(app, None)  # how many run is the autoscaler's: read, not assumed
         else:
             options["num_replicas"] = deployment.replicas
@@ -419,7 +430,7 @@ class ServeRuntime:
             .bind(unit.spec, deployment.backend, invite)
         )
         self._apps.add(app)
-        serve.run(app_graph, name=app, route_prefix=None)
+        return serve.RunTarget(app_graph, name=app, route_prefix=None)
 
     def _invite(self, app: str) -> ChannelInvite | None:
         """A new release of ``app``: gateways route over channels only to that release's replicas, which

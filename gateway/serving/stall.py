@@ -18,14 +18,17 @@ logger = logging.getLogger(__name__)
 
 
 async def within(
-    chunks: AsyncIterator[GenerationChunk], timeout_s: float, model: str
+    chunks: AsyncIterator[GenerationChunk], timeout_s: float, model: str, first_timeout_s: float | None = None
 ) -> AsyncIterator[GenerationChunk]:
-    """``chunks``, each awaited for at most ``timeout_s`` seconds (a timer per chunk, no task)."""
+    """``chunks``, each awaited for at most ``timeout_s`` seconds (a timer per chunk, no task); the first
+    for ``first_timeout_s`` if longer (a deployment scaled to zero bounds its replica's start itself)."""
+    wait_s = max(timeout_s, first_timeout_s or 0.0)
     try:
         while True:
             try:
-                async with asyncio.timeout(timeout_s):
+                async with asyncio.timeout(wait_s):
                     chunk = await anext(chunks)
+                wait_s = timeout_s
             except StopAsyncIteration:
                 return
             except TimeoutError:

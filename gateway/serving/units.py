@@ -8,8 +8,9 @@ from typing import Any
 
 from backends.base import ModelSpec
 from backends.chips import ChipKind, ray_actor_resources
-from gateway.catalog.pools import pool_resource
-from gateway.catalog.schema import Deployment, ModelEntry
+from gateway.catalog.pools import Pool, pool_resource
+from gateway.catalog.schema import Catalog, Deployment, ModelEntry
+from gateway.serving.billing_autoscaling import policy_config
 from gateway.serving.ray_env import REPLICA_ENV
 
 POOL_SHARE = 0.001
@@ -25,11 +26,29 @@ class Unit:
     """``ModelEntry.deployment_names``: the ledger's deployment and (prefixed) the Serve application."""
     deployment: Deployment
     spec: ModelSpec
+    pool: Pool | None = None
+    """Its pool's terms (None: the catalog declares no pools)."""
+
+    def autoscaling_config(self) -> dict[str, Any]:
+        """Serve's ``autoscaling_config`` (the deployment is autoscaled). On rented chip-hours, replicas go
+        only at billing boundaries (``gateway.serving.billing_autoscaling``): that policy holds the
+        downscale delay, so Serve's is 0."""
+        autoscaling = self.deployment.autoscaling
+        assert autoscaling is not None
+        config = autoscaling.serve_config()
+        pool = self.pool
+        if pool is not None and pool.kind == "managed" and pool.per_token is None:
+            config["policy"] = policy_config(
+                pool.granularity_minutes, pool.minimum_minutes, autoscaling.downscale_delay_s
+            )
+            config["downscale_delay_s"] = 0
+        return config
 
 
-def units_of(model: ModelEntry, path: Path | str, chips: dict[str, ChipKind]) -> list[Unit]:
+def units_of(model: ModelEntry, path: Path | str, catalog: Catalog) -> list[Unit]:
+    chips = catalog.chip_kinds()
     return [
-        Unit(model, name, d, model_spec(model, d, path, chips[d.chip]))
+        Unit(model, name, d, model_spec(model, d, path, chips[d.chip]), catalog.pool(d.pool))
         for name, d in zip(model.deployment_names(), model.deployments, strict=True)
     ]
 

@@ -16,10 +16,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,15 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import Gateway, create_key, gateway_env, process_tree, start_gateway, stop_gateway
+from tests.e2e.conftest import (
+    Gateway,
+    create_key,
+    gateway_env,
+    process_tree,
+    settles,
+    start_gateway,
+    stop_gateway,
+)
 from tests.e2e.vllm_upstream import KEY_ENV, MAX_MODEL_LEN, Upstream
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +63,13 @@ def pooled(
                 "name": "api",
                 "kind": "managed",
                 "per_token": {"input_per_million": 0.02, "output_per_million": 0.04},
+            },
+            {
+                "name": "hours",  # rented by the chip-hour: billed per minute, for at least two
+                "kind": "managed",
+                "chips": {"cpu": {"hourly_fee": 0.6}},
+                "billing_granularity_minutes": 1,
+                "minimum_rental_minutes": 2,
             },
         ],
         "models": [
@@ -94,9 +111,17 @@ def pooled(
                 "deployments": [
                     {
                         "backend": "vllm",
-                        "pool": "own",
-                        "autoscaling": {"min_replicas": 0, "max_replicas": 1, "downscale_delay_s": 0},
-                        "stall_timeout_s": 300,  # the first request waits for a replica to start
+                        "pool": "hours",
+                        "tokens_per_second": 20,
+                        # A request waits 2 s for a replica to start, then gets 503 with Retry-After;
+                        # the replica goes on starting. Idle, it is given back at the end of its paid
+                        # minute, not a second after its last request.
+                        "autoscaling": {
+                            "min_replicas": 0,
+                            "max_replicas": 1,
+                            "downscale_delay_s": 1,
+                            "start_wait_s": 2,
+                        },
                         "engine": {
                             "dtype": "float32",
                             "enforce_eager": True,
@@ -153,6 +178,74 @@ def metric(gw: Gateway, name: str, **labels: str) -> float:
             if sample.name == name and labels.items() <= sample.labels.items():
                 total += sample.value
     return total
+
+
+@dataclass
+class ReplicaWatch:
+    """The scaled model's replica count, sampled every half second from the first request on."""
+
+    started: float = 0.0
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture(scope="module")
+def scaled_watch(pooled: Gateway) -> Iterator[ReplicaWatch]:
+    watch = ReplicaWatch(started=time.monotonic())
+
+    def sample() -> None:
+        while not watch.stop.wait(0.5):
+            watch.samples.append((time.monotonic(), serve_replicas(pooled, SCALED)))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    yield watch
+    watch.stop.set()
+    thread.join(timeout=10)
+
+
+def test_a_model_scaled_to_zero_answers_503_with_retry_after_until_its_replica_has_started(
+    pooled: Gateway, scaled_watch: ReplicaWatch
+) -> None:
+    assert serve_replicas(pooled, SCALED) == 0  # min_replicas 0: no engine while idle
+    scaled_watch.started = time.monotonic()  # Serve decides to start a replica at the first request
+    key = pooled.create_key("cold")
+    client = pooled.client(key)
+    started = time.monotonic()
+    refusals: list[openai.APIStatusError] = []
+    answer = None
+    while answer is None and time.monotonic() - started < 300:
+        try:
+            answer = client.chat.completions.create(
+                model=SCALED,
+                messages=COUNT,
+                max_tokens=4,
+                temperature=0,  # type: ignore[arg-type]
+            )
+        except openai.APIStatusError as refused:  # the client would retry after Retry-After by itself
+            refusals.append(refused)
+            time.sleep(float(refused.response.headers["retry-after"]))
+    waited = time.monotonic() - started
+    assert answer is not None and answer.choices[0].finish_reason in ("length", "stop")
+    assert refusals, "the replica started within the 2 s start wait: nothing was proved"
+    for refused in refusals:
+        assert refused.status_code == 503 and refused.code == "model_starting", refused.body
+        assert 1 <= int(refused.response.headers["retry-after"]) <= 60
+        assert SCALED in refused.message
+    assert serve_replicas(pooled, SCALED) == 1
+    assert f"no replica started in time deployment={SCALED}" in pooled.log.read_text()
+    rows = settled(pooled, "cold", len(refusals) + 1)  # every refusal is in the ledger, unbilled
+    assert [(r["status"], r["error_type"]) for r in rows[:-1]] == [("error", "ModelStarting")] * len(refusals)
+    assert all(r["charge_nanos"] == 0 for r in rows[:-1]) and rows[-1]["status"] == "ok"
+    print(f"\nmodel scaled to zero: {len(refusals)} x 503 with Retry-After, answered after {waited:.1f} s")
+
+
+def serve_replicas(gw: Gateway, model: str) -> int:
+    count = 0
+    for proc in process_tree(gw.process.pid):
+        with contextlib.suppress(psutil.Error):
+            count += f"ServeReplica:model-{model}:" in " ".join(proc.cmdline())
+    return count
 
 
 def test_both_deployments_are_served_and_reported(pooled: Gateway) -> None:
@@ -251,31 +344,6 @@ def test_a_hung_own_replica_falls_back_before_the_first_byte_and_a_killed_one_lo
     assert {(by_id[i]["pool"], by_id[i]["status"]) for i in after} == {("api", "ok")}
 
 
-def test_a_model_scaled_to_zero_answers_its_first_request_after_idling(pooled: Gateway) -> None:
-    assert serve_replicas(pooled, SCALED) == 0  # min_replicas 0: no engine while idle
-    client = pooled.client(pooled.create_key("cold"))
-    started = time.monotonic()
-    answer = client.chat.completions.create(
-        model=SCALED,
-        messages=COUNT,
-        max_tokens=4,
-        temperature=0,  # type: ignore[arg-type]
-    )
-    waited = time.monotonic() - started
-    assert answer.choices[0].finish_reason in ("length", "stop") and answer.usage is not None
-    assert serve_replicas(pooled, SCALED) == 1
-    assert f"waiting for a replica deployment={SCALED}" in pooled.log.read_text()  # progress while it started
-    print(f"\nfirst request to a model scaled to zero answered after {waited:.1f} s (a replica started)")
-
-
-def serve_replicas(gw: Gateway, model: str) -> int:
-    count = 0
-    for proc in process_tree(gw.process.pid):
-        with contextlib.suppress(psutil.Error):
-            count += f"ServeReplica:model-{model}:" in " ".join(proc.cmdline())
-    return count
-
-
 def test_changing_one_deployment_of_a_model_keeps_its_other_deployments_replicas(pooled: Gateway) -> None:
     admin = pooled.create_key("ops", admin=True)
     deadline = time.monotonic() + 120  # the own replica killed above has been replaced by now, or soon
@@ -294,3 +362,19 @@ def test_changing_one_deployment_of_a_model_keeps_its_other_deployments_replicas
     assert applied.status_code == 200 and applied.json()["redeployed"] == [MODEL], applied.text
     assert own_replica(pooled) == before  # the own deployment's replica was not replaced
     assert ask(pooled.client(pooled.create_key("after-change")), max_tokens=4)
+
+
+def test_an_idle_rented_replica_is_given_back_at_its_billing_boundary_not_before(
+    pooled: Gateway, scaled_watch: ReplicaWatch
+) -> None:
+    """Its pool bills by the minute with a two-minute minimum and its downscale delay is 1 s: Serve's own
+    policy would stop it a second after its last request; it goes once its paid two minutes are over."""
+    assert settles(lambda: bool(scaled_watch.samples) and scaled_watch.samples[-1][1] == 0, timeout_s=180)
+    up = [t for t, n in scaled_watch.samples if n == 1]
+    assert up, "the replica was never seen running"
+    released = next(t for t, n in scaled_watch.samples if t > up[0] and n == 0)
+    held = released - scaled_watch.started
+    assert 115 <= held <= 160, f"released {held:.0f} s after it was rented (its minimum ends at 120 s)"
+    idle_since = max(t for t, n in scaled_watch.samples if n == 1 and t < released)
+    print(f"\nrented replica: served, then held idle until {held:.0f} s after renting (boundary 120 s)")
+    assert idle_since - up[0] >= 30  # it stayed idle for far longer than its 1 s downscale delay

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, TextPrompt
+from gateway.errors import ModelStarting, openai_error
 from gateway.serving import ray_model_client
 from gateway.serving.ray_model_client import RayModelClient
 
@@ -58,3 +59,32 @@ async def test_a_request_waiting_for_a_replica_is_logged_until_its_first_chunk(
         after = [r for r in caplog.records if "waiting for a replica" in r.getMessage()]
     assert chunks[0].choices[0].text == "hi"
     assert 2 <= len(logged) <= 5 and len(after) == len(logged)
+
+
+async def test_a_deployment_scaled_to_zero_answers_503_with_retry_after_when_no_replica_starts_in_time() -> (
+    None
+):
+    handle = LateHandle(delay_s=1.0)  # the replica takes longer to start than the deployment waits
+    client = RayModelClient(handle, name="tiny@own", start_wait_s=0.05, running=lambda: 0)
+    request = GenerationRequest(request_id="r", prompt=TextPrompt("hi"))
+    with pytest.raises(ModelStarting) as info:
+        [chunk async for chunk in client.generate(request)]
+    error = openai_error(info.value)
+    assert (error.status, error.code) == (503, "model_starting")
+    assert info.value.headers == {"retry-after": "1"}  # no start measured yet: as long again, at least 1 s
+    assert handle.response.cancelled  # the request leaves; Serve goes on starting the replica
+
+
+async def test_a_start_that_answers_in_time_is_served_and_measured() -> None:
+    client = RayModelClient(LateHandle(delay_s=0.05), name="tiny@own", start_wait_s=5, running=lambda: 0)
+    request = GenerationRequest(request_id="r", prompt=TextPrompt("hi"))
+    chunks = [chunk async for chunk in client.generate(request)]
+    assert chunks[0].choices[0].text == "hi"
+    assert client._last_start_s is not None and 0.04 <= client._last_start_s < 5
+
+
+async def test_a_running_deployment_is_not_bounded_by_its_start_wait() -> None:
+    """A replica that runs and takes long to its first token (a long prefill) is the stall bound's."""
+    client = RayModelClient(LateHandle(delay_s=0.1), name="tiny@own", start_wait_s=0.01, running=lambda: 1)
+    request = GenerationRequest(request_id="r", prompt=TextPrompt("hi"))
+    assert [c.choices[0].text async for c in client.generate(request)] == ["hi"]

@@ -40,3 +40,13 @@ async def test_a_slow_but_steady_stream_is_not_cut() -> None:
 
     texts = [c.choices[0].text async for c in within(steady(), 0.2, "m")]
     assert texts == [str(i) for i in range(6)]  # 0.3 s in all, never 0.2 s between chunks
+
+
+async def test_the_first_chunk_may_take_a_start_wait_longer_than_the_stall_bound() -> None:
+    async def starting() -> AsyncIterator[GenerationChunk]:
+        await asyncio.sleep(0.3)  # a replica starting from zero
+        for i in range(3):
+            yield GenerationChunk(choices=[ChoiceDelta(0, str(i))])
+
+    texts = [c.choices[0].text async for c in within(starting(), 0.1, "m", first_timeout_s=1.0)]
+    assert texts == ["0", "1", "2"]
