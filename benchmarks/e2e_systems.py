@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,13 @@ def _running(server: Server, probe: Callable[[httpx.Client], bool], timeout_s: f
 
 
 @contextlib.contextmanager
-def vllm_direct(settings: EngineSettings, log_dir: Path) -> Iterator[Endpoint]:
+def vllm_direct(
+    settings: EngineSettings,
+    log_dir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    description: str = "vLLM's own OpenAI server (vllm.entrypoints.launchers.api_server.entry)",
+) -> Iterator[Endpoint]:
     port = free_port()
     command = [
         str(VENV_PYTHON),
@@ -134,6 +140,7 @@ def vllm_direct(settings: EngineSettings, log_dir: Path) -> Iterator[Endpoint]:
         "--disable-uvicorn-access-log",  # the gateway logs no access lines either
         "--host=127.0.0.1",
         f"--port={port}",
+        *extra_args,
     ]
     if settings.enforce_eager:
         command.append("--enforce-eager")
@@ -143,7 +150,7 @@ def vllm_direct(settings: EngineSettings, log_dir: Path) -> Iterator[Endpoint]:
     with _running(server, _chat_ok(SERVED_NAME), timeout_s=300) as seconds:
         yield Endpoint(
             system="vllm-direct",
-            description="vLLM's own OpenAI server (vllm.entrypoints.launchers.api_server.entry)",
+            description=description,
             base_url=server.base_url,
             model=SERVED_NAME,
             cpu_pids=lambda: process_roles(server.pid),
