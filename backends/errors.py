@@ -45,6 +45,11 @@ class BackendUnavailable(ServiceError):
     """No healthy replica could take the request, or the replica died while serving it."""
 
 
+class InvalidUpstreamAnswer(ServiceError):
+    """An upstream answered something the request ruled out: output that does not fit the requested
+    JSON schema, or a tool call to a function that was not offered or with arguments that do not fit it."""
+
+
 class EngineDead(BackendUnavailable):
     """The replica's engine died and cannot recover in place: the replica has to be replaced."""
 

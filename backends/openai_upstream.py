@@ -36,7 +36,7 @@ from backends.openai_wire import (
     request_body,
     whole_as_events,
 )
-from backends.tool_stream import refuse_tools_and_constraints
+from backends.upstream_checks import AnswerCheck, refuse_undeclared
 from backends.upstream_errors import Misconfigured, Secrets, read_error_body, status_error, transport_error
 from backends.upstream_usage import TokenCounter
 
@@ -167,13 +167,18 @@ class OpenAIUpstreamBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         client = self._require_client()
-        refuse_tools_and_constraints(request, "openai_upstream")
+        refuse_undeclared(request, self.options.structured_outputs, self.options.tool_choice_auto)
         path, body = request_body(request, self.options.model, self.options.continuous_usage)
         chat = isinstance(request.prompt, ChatPrompt)
         answer = Answer(request.prompt, request.sampling.n, self._counter)
+        check = AnswerCheck(request)
         response = await self._open(client, path, body, request.request_id, chat)
         if request.whole:  # one JSON answer: no per-token events to parse (most of the CPU of a stream)
-            yield await self._whole(response, answer, chat)
+            whole = await self._whole(response, answer, chat)
+            if check.needed:
+                check.take(whole.choices)
+                check.verify()  # before the first byte: the model's next deployment may take it
+            yield whole
             return
         done = False
         try:
@@ -183,6 +188,8 @@ class OpenAIUpstreamBackend:
                         done = True
                         break
                     deltas = answer.take(self._payload(data, chat), chat)
+                    if check.needed:
+                        check.take(deltas)
                     if deltas:
                         usage = answer.usage()
                         answer.sent_usage = usage
@@ -193,6 +200,8 @@ class OpenAIUpstreamBackend:
             reason = "ended the answer early" if done else "cut the answer off"
             logger.warning("upstream %s model=%s request_id=%s", reason, self.spec.name, request.request_id)
             raise BackendUnavailable(f"The model endpoint {reason}; retry.")
+        if check.needed:
+            check.verify()
         final = answer.usage(final=True)
         if final != answer.sent_usage:
             yield GenerationChunk(choices=[], usage=final)

@@ -65,6 +65,24 @@ class OpenAIUpstreamOptions(BaseModel):
         ),
     )
 
+    structured_outputs: bool = Field(
+        default=False,
+        description=(
+            "The upstream enforces response_format json_object / json_schema and tool_choice 'required' "
+            "or a named function (OpenAI's API, vLLM's and SGLang's servers do): such requests are passed "
+            "on, and what comes back is checked against the schema (502 when it does not fit). Off: they "
+            "are placed on the model's other deployments, or refused with a 400."
+        ),
+    )
+    tool_choice_auto: bool = Field(
+        default=False,
+        description=(
+            "The upstream reads the tool calls a model writes on its own (tool_choice 'auto'), as OpenAI's "
+            "API or vLLM started with --enable-auto-tool-choice does; the calls that come back are checked "
+            "against the tools offered."
+        ),
+    )
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

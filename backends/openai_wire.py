@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.base import (
+    ChatMessage,
     ChatPrompt,
     ChoiceDelta,
     FinishReason,
@@ -20,6 +21,7 @@ from backends.base import (
     TopLogprob,
     Usage,
 )
+from backends.tools import StructuredOutput, ToolCallDelta, ToolPlan
 from backends.upstream_usage import CompletionText, TokenCounter
 
 REQUEST_FIELDS = frozenset(
@@ -37,6 +39,10 @@ REQUEST_FIELDS = frozenset(
         "frequency_penalty",
         "logprobs",
         "top_logprobs",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
     }
 )
 """The request fields a client can name: an upstream's ``param`` is passed on only when it is one."""
@@ -59,10 +65,11 @@ def request_body(
         body["stream_options"] = stream_options
     if isinstance(prompt, ChatPrompt):
         path = "/chat/completions"
-        body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        body["messages"] = [_chat_message(m) for m in prompt.messages]
         if sampling.logprobs is not None:
             body["logprobs"] = True
             body["top_logprobs"] = sampling.logprobs
+        body.update(_tool_fields(request.tools, request.structured))
     else:
         path = "/completions"
         body["prompt"] = prompt.text if isinstance(prompt, TextPrompt) else list(prompt.token_ids)
@@ -70,6 +77,42 @@ def request_body(
             body["logprobs"] = sampling.logprobs
     body.update(_sampling_fields(sampling))
     return path, body
+
+
+def _chat_message(message: ChatMessage) -> dict[str, Any]:
+    """One message as OpenAI's API takes it, with the calls an assistant made and a tool's call id."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["content"] = message.content or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _tool_fields(tools: ToolPlan | None, structured: StructuredOutput | None) -> dict[str, Any]:
+    """``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format`` as the caller sent them."""
+    fields: dict[str, Any] = {}
+    if tools is not None:
+        fields["tools"] = [t.openai_dict() for t in tools.tools]
+        choice: Any = tools.choice
+        if tools.choice == "named":
+            choice = {"type": "function", "function": {"name": tools.name}}
+        fields["tool_choice"] = choice
+        if not tools.parallel:
+            fields["parallel_tool_calls"] = False
+    if structured is not None and structured.json_schema is not None:
+        schema = json.loads(structured.json_schema)
+        fields["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": schema, "strict": True},
+        }
+    elif structured is not None and structured.json_object:
+        fields["response_format"] = {"type": "json_object"}
+    return fields
 
 
 def _sampling_fields(sampling: SamplingOptions) -> dict[str, Any]:
@@ -123,21 +166,25 @@ class Answer:
             index = int(choice.get("index") or 0)
             if index in self.finished:
                 continue
+            calls = None
             if chat:
                 delta = choice.get("delta") or {}
                 text = delta.get("content") if isinstance(delta, dict) else None
                 logprobs = _chat_logprobs(choice.get("logprobs"))
+                calls = _tool_call_deltas(delta.get("tool_calls") if isinstance(delta, dict) else None)
             else:
                 text = choice.get("text")
                 logprobs = _completion_logprobs(choice.get("logprobs"))
             text = text if isinstance(text, str) else ""
             finish = _finish_reason(choice.get("finish_reason"))
-            if not text and finish is None and not logprobs:
+            if not text and finish is None and not logprobs and not calls:
                 continue
             self.texts.setdefault(index, CompletionText()).parts.append(text)
             if finish is not None:
                 self.finished.add(index)
-            deltas.append(ChoiceDelta(index=index, text=text, finish_reason=finish, logprobs=logprobs))
+            deltas.append(
+                ChoiceDelta(index=index, text=text, finish_reason=finish, logprobs=logprobs, tool_calls=calls)
+            )
         usage = _usage(payload.get("usage"))
         # vLLM's per-chunk usage with n > 1 counts only that chunk's choice; the summary (no choices) sums.
         if usage is not None and (self.n == 1 or not choices):
@@ -177,10 +224,32 @@ def whole_as_events(payload: dict[str, Any], chat: bool) -> list[dict[str, Any]]
     return [{"choices": choices}, {"choices": [], "usage": payload.get("usage")}]
 
 
+def _tool_call_deltas(data: object) -> list[ToolCallDelta] | None:
+    """The pieces of tool calls in one delta (a whole answer's calls have no ``index``: their order)."""
+    if not isinstance(data, list) or not data:
+        return None
+    pieces = []
+    for position, call in enumerate(data):
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        index, name, arguments = call.get("index", position), function.get("name"), function.get("arguments")
+        pieces.append(
+            ToolCallDelta(
+                index=index if isinstance(index, int) else position,
+                id=call.get("id") if isinstance(call.get("id"), str) else None,
+                name=name if isinstance(name, str) else None,
+                arguments=arguments if isinstance(arguments, str) else "",
+            )
+        )
+    return pieces or None
+
+
 def _finish_reason(reason: object) -> FinishReason | None:
     if reason is None:
         return None
-    if reason in ("stop", "length", "abort"):
+    if reason in ("stop", "length", "abort", "tool_calls"):
         return reason  # type: ignore[return-value]
     return "stop"  # eos, tool_calls, content_filter, ...: the answer is over
 

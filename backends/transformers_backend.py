@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from backends.base import ChoiceDelta, GenerationChunk, GenerationRequest, ModelSpec, PoolingRequest, Usage
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.prompting import PromptRenderer, completion_budget
-from backends.tool_stream import refuse_tools_and_constraints
+from backends.tool_stream import ToolCallChoices, decoding_constraint, needs_stream
+from backends.transformers_grammar import Grammars
 from backends.transformers_pooling import SentenceTransformersPooling
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class TransformersBackend:
         self._engine: Any = None
         self._tokenizer: Any = None
         self._renderer: PromptRenderer | None = None
+        self._grammars: Grammars | None = None
         self._pooling: SentenceTransformersPooling | None = None
 
     @classmethod
@@ -114,6 +116,13 @@ class TransformersBackend:
             "transformers engine ready model=%s device=%s dtype=%s", self.spec.name, device, model.dtype
         )
 
+    def _grammars_for(self, engine: Any) -> Grammars:
+        """The model's grammar compiler, made at the first constrained request (xgrammar reads the whole
+        vocabulary once, which a model never asked for JSON need not pay)."""
+        if self._grammars is None:
+            self._grammars = Grammars(self._tokenizer, engine.vocab_size, sorted(engine.eos_token_ids))
+        return self._grammars
+
     async def check_health(self) -> None:
         if self._pooling is not None:
             return
@@ -132,7 +141,14 @@ class TransformersBackend:
             self._engine = None
 
     def _validate(self, request: GenerationRequest) -> None:
-        refuse_tools_and_constraints(request, "transformers")
+        if request.tools is not None and request.tools.choice == "auto":
+            # Reading calls a model writes on its own takes vLLM's tool parsers, which this backend (for
+            # chips without vLLM) does not load; forced calls and response formats are enforced here.
+            raise InvalidRequest(
+                "tool_choice 'auto' is not supported by this model's transformers backend; use tool_choice "
+                "'required' or name a function.",
+                param="tool_choice",
+            )
         sampling = request.sampling
         if sampling.n > self.options.max_batch_size:
             raise InvalidRequest(
@@ -167,7 +183,14 @@ class TransformersBackend:
         def on_step(item: list[SeqOutput] | BaseException) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        job = EngineRequest(request.request_id, prompt_ids, request.sampling, max_tokens, on_step)
+        constraint = decoding_constraint(request)
+        grammar = None if constraint is None else self._grammars_for(engine).compile(constraint)
+        plan = request.tools
+        forced = plan is not None and needs_stream(plan)
+        tools = ToolCallChoices(plan, whole=request.whole) if plan is not None and forced else None
+        job = EngineRequest(
+            request.request_id, prompt_ids, request.sampling, max_tokens, on_step, grammar=grammar
+        )
         engine.submit(job)
         open_choices = set(range(request.sampling.n))
         generated = 0
@@ -190,7 +213,8 @@ class TransformersBackend:
                             delta.finish_reason = out.finish_reason
                             open_choices.discard(out.choice)
                 usage = Usage(len(prompt_ids), generated)
-                yield GenerationChunk(choices=[deltas[i] for i in sorted(deltas)], usage=usage)
+                choices = [deltas[i] if tools is None else tools.apply(deltas[i]) for i in sorted(deltas)]
+                yield GenerationChunk(choices=choices, usage=usage)
         finally:
             if open_choices:  # the consumer left early: free the batch slots
                 job.cancelled.set()

@@ -26,6 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 from backends.base import FinishReason, SamplingOptions, TokenLogprob, TopLogprob
 from backends.detokenize import LOGPROB_CONTEXT, TextStream, logprob_token_text
 from backends.token_sampling import SampledToken, TokenSampler
+from backends.transformers_grammar import SequenceGrammar
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class EngineRequest:
     on_step: Callable[[list[SeqOutput] | BaseException], None]
     """Receives each step's outputs, or the error that ended the request (called in the engine thread)."""
     cancelled: threading.Event = field(default_factory=threading.Event)
+    grammar: Any = None
+    """An xgrammar compiled grammar each choice's tokens must follow (``backends.transformers_grammar``)."""
 
 
 @dataclass
@@ -62,6 +65,7 @@ class _Row:
     generated: int = 0
     finished: bool = False
     recent: list[int] = field(default_factory=list)  # the last sampled tokens (logprob texts' context)
+    grammar: SequenceGrammar | None = None
 
 
 @dataclass
@@ -85,6 +89,7 @@ class TransformersEngine:
         self.max_batch_size = max_batch_size
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self._eos = frozenset(eos_token_ids)
+        self.eos_token_ids = self._eos
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         params = inspect.signature(model.forward).parameters
         self._takes_positions = "position_ids" in params
@@ -189,7 +194,8 @@ class TransformersEngine:
             for choice in range(request.sampling.n):
                 sampler = TokenSampler(request.sampling, self.vocab_size, self.device, seed_offset=choice)
                 text = TextStream(self.tokenizer, request.prompt_ids, request.sampling.stop)
-                rows.append(_Row(request, choice, sampler, text, length=len(request.prompt_ids)))
+                grammar = None if request.grammar is None else SequenceGrammar(request.grammar)
+                rows.append(_Row(request, choice, sampler, text, len(request.prompt_ids), grammar=grammar))
         width = max(row.length for row in rows)
         ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -221,7 +227,11 @@ class TransformersEngine:
         """Sample each row's next token, decide whether it finished, and hand the outputs to requests."""
         by_request: dict[int, tuple[EngineRequest, list[SeqOutput]]] = {}
         for i, row in enumerate(rows):
+            if row.grammar is not None:
+                row.grammar.mask(logits[i])
             sampled = row.sampler.sample(logits[i])
+            if row.grammar is not None:
+                row.grammar.accept(sampled.token_id)
             row.next_token = sampled.token_id
             row.generated += 1
             text = row.text.push(sampled.token_id)

@@ -15,6 +15,7 @@ from backends.errors import (
     BackendUnavailable,
     ContextLengthExceeded,
     InvalidRequest,
+    InvalidUpstreamAnswer,
     ReplicaLost,
     ServiceError,
     UpstreamTimeout,
@@ -29,6 +30,7 @@ __all__ = [
     "CountersUnavailable",
     "InsufficientCapacity",
     "InvalidRequest",
+    "InvalidUpstreamAnswer",
     "KeysUnavailable",
     "LedgerUnavailable",
     "ModelNotFound",
@@ -236,6 +238,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     RateLimited: (429, "requests", "rate_limit_exceeded"),  # type: the limit's ``per``
     QuotaExceeded: (429, "insufficient_quota", "insufficient_quota"),
     BackendUnavailable: (503, "service_unavailable", "backend_unavailable"),
+    InvalidUpstreamAnswer: (502, "server_error", "invalid_upstream_answer"),
     UpstreamTimeout: (504, "timeout", "timeout"),
 }
 

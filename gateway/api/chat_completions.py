@@ -23,8 +23,9 @@ def with_tool_parser(
     plan: ToolPlan | None, structured: StructuredOutput | None, model: RoutedModel
 ) -> ToolPlan | None:
     """The plan with the model's tool parser, or a 400 when the model lacks what the request needs:
-    ``auto`` needs a tool format; ``required``, named choices and response formats need constrained
-    decoding (which every family has on a vLLM deployment)."""
+    ``auto`` needs a deployment that reads the model's calls; ``required``, named choices and response
+    formats need one that enforces them (every family has both on a vLLM deployment). Dispatch then
+    places the request on such deployments alone (``Route.serves``)."""
     needs_constraints = structured is not None or (plan is not None and plan.choice != "none")
     if needs_constraints and not model.constrained_decoding:
         raise InvalidRequest(
@@ -34,7 +35,7 @@ def with_tool_parser(
         )
     if plan is None:
         return None
-    if plan.choice == "auto" and model.tool_parser is None:
+    if plan.choice == "auto" and not model.tool_choice_auto:
         raise InvalidRequest(
             f"The model `{model.name}` has no tool-call format the gateway can read, so tool_choice 'auto' "
             "is not supported for it; use tool_choice 'required' or name a function.",

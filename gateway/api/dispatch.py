@@ -89,6 +89,9 @@ async def dispatch(
     does, and placement's refusals (``PoolNotAllowed``) as they are."""
     several = len(model.routes) > 1  # one deployment: nothing to weigh
     order: Sequence[Route] = placement.place(model, placement_request, loads(model, gates) if several else ())
+    if several and (getattr(request, "tools", None) or getattr(request, "structured", None)):
+        # Tools and response formats go only to deployments that can do them (the model has one).
+        order = [r for r in order if r.serves(request)] or [r for r in model.routes if r.serves(request)][:1]
     if not order:  # every allowed deployment is unavailable or its queue is full: the first one refuses
         order = model.routes[:1]
     attempt, retried = 0, False

@@ -25,7 +25,7 @@ def _card(model: RoutedModel) -> dict[str, Any]:
         # What a request may ask of this model; one that needs what is missing is refused with a 400.
         "capabilities": {
             "tools": model.constrained_decoding,
-            "tool_choice_auto": model.tool_parser is not None,
+            "tool_choice_auto": model.tool_choice_auto,
             "json_schema": model.constrained_decoding,
             "logprobs": True,
         },

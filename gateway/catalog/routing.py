@@ -68,12 +68,31 @@ class Route(DeploymentInfo):
     """Longest wait for the replica's next chunk (a hung replica)."""
     start_wait_s: float | None = None
     """Longest wait for a replica to start when the deployment scaled to zero (None: it does not)."""
+    constrained: bool = False
+    """It enforces response_format and forced tool choices (``Deployment.enforces_constraints``)."""
+    auto_tools: bool = False
+    """It reads the calls a model writes on its own (``Deployment.reads_auto_tool_calls``)."""
+
+    def serves(self, request: EngineRequest) -> bool:
+        """Whether this deployment can do what ``request`` asks of tools and response formats."""
+        tools = getattr(request, "tools", None)
+        if getattr(request, "structured", None) is not None or (
+            tools is not None and tools.choice in ("required", "named")
+        ):
+            return self.constrained
+        return tools is None or tools.choice != "auto" or self.auto_tools
 
     @classmethod
     def of(
-        cls, name: str, deployment: Deployment, client: ModelClient, catalog: Catalog | None = None
+        cls,
+        name: str,
+        deployment: Deployment,
+        client: ModelClient,
+        catalog: Catalog | None = None,
+        tool_format: str | None = None,
     ) -> Route:
-        """The route to ``deployment`` through ``client``; its pool's terms come from ``catalog``."""
+        """The route to ``deployment`` through ``client``; its pool's terms come from ``catalog``;
+        ``tool_format``: the model's tool parser for ``auto``."""
         return cls(
             **DeploymentInfo.terms(name, deployment, catalog),
             client=client,
@@ -82,6 +101,8 @@ class Route(DeploymentInfo):
             queue_limit=deployment.queue_limit,
             stall_timeout_s=deployment.stall_timeout_s,
             start_wait_s=deployment.start_wait_s,
+            constrained=deployment.enforces_constraints,
+            auto_tools=deployment.reads_auto_tool_calls(tool_format),
         )
 
 
@@ -104,7 +125,10 @@ class RoutedModel:
     tool_parser: str | None = None
     """vLLM's tool parser for the model's tool-call format (None: none reads its calls; ``auto`` refused)."""
     constrained_decoding: bool = False
-    """All its deployments enforce JSON schemas while decoding (response_format, forced tool choices)."""
+    """Some deployment enforces JSON schemas (response_format, forced tool choices); requests that need it
+    are placed on those alone (``Route.serves``)."""
+    tool_choice_auto: bool = False
+    """Some deployment reads the calls a model writes on its own (``tool_choice: "auto"``)."""
 
     @property
     def capacity(self) -> int:
@@ -130,7 +154,7 @@ class RoutedModel:
         if len(clients) != len(entry.deployments):
             raise ValueError(f"{entry.name}: {len(entry.deployments)} deployments, {len(clients)} clients")
         routes = tuple(
-            Route.of(name, deployment, client, catalog)
+            Route.of(name, deployment, client, catalog, entry.tool_format)
             for name, deployment, client in zip(
                 entry.deployment_names(), entry.deployments, clients, strict=True
             )
@@ -148,8 +172,9 @@ class RoutedModel:
             task=entry.task,
             prompt_counter=prompt_counter,
             reasoning=entry.reasoning,
-            tool_parser=entry.tool_format if entry.constrained_decoding else None,
-            constrained_decoding=entry.constrained_decoding,
+            tool_parser=entry.tool_format,
+            constrained_decoding=any(r.constrained for r in routes),
+            tool_choice_auto=any(r.auto_tools for r in routes),
         )
 
 

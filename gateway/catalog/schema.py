@@ -126,6 +126,21 @@ class Deployment(Strict):
         return self.capacity if self.max_queued_requests is None else self.max_queued_requests
 
     @property
+    def enforces_constraints(self) -> bool:
+        """Its backend enforces response_format and forced tool choices: vLLM's constrained decoding, or
+        an upstream declared to (``openai_upstream`` option ``structured_outputs``)."""
+        if self.backend in CONSTRAINED_BACKENDS:
+            return True
+        return self.backend == "openai_upstream" and self.engine.get("structured_outputs") is True
+
+    def reads_auto_tool_calls(self, tool_format: str | None) -> bool:
+        """Its backend finds the calls a model writes on its own (``tool_choice: "auto"``): vLLM with the
+        model's tool parser (``tool_format``), or an upstream declared to (``tool_choice_auto``)."""
+        if self.backend in AUTO_TOOL_BACKENDS:
+            return tool_format is not None
+        return self.backend == "openai_upstream" and self.engine.get("tool_choice_auto") is True
+
+    @property
     def start_wait_s(self) -> float | None:
         """How long a request waits for a replica while none runs (None: it never scales to zero)."""
         if self.autoscaling is None or self.autoscaling.min_replicas > 0:
@@ -196,7 +211,11 @@ class Pricing(Strict):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.")
 
 
-CONSTRAINED_BACKENDS = frozenset({"vllm"})
+CONSTRAINED_BACKENDS = frozenset({"vllm", "transformers"})
+"""Backends that enforce JSON schemas while decoding (vLLM's structured outputs; xgrammar's matcher in the
+transformers engine)."""
+AUTO_TOOL_BACKENDS = frozenset({"vllm"})
+"""Backends that read the calls a model writes on its own with the model's tool parser (vLLM's)."""
 """Backends whose engine enforces response_format and forced tool choices (vLLM's structured outputs)."""
 
 
@@ -261,8 +280,9 @@ class ModelEntry(Strict):
 
     @property
     def constrained_decoding(self) -> bool:
-        """Every deployment's backend enforces JSON schemas while decoding (today: vLLM's)."""
-        return all(d.backend in CONSTRAINED_BACKENDS for d in self.deployments)
+        """Some deployment enforces JSON schemas (``Deployment.enforces_constraints``): requests that need
+        it are placed on those alone."""
+        return any(d.enforces_constraints for d in self.deployments)
 
     @property
     def tool_format(self) -> str | None:

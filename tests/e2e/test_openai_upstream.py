@@ -11,6 +11,7 @@ no process of either is left.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import openai
 import psutil
 import pytest
@@ -71,6 +73,7 @@ def served(upstream: Upstream, weights: Path, tmp_path_factory: pytest.TempPathF
                             "api_key_env": KEY_ENV,
                             "read_timeout_s": 120,
                             "retries": 1,
+                            "structured_outputs": True,  # vLLM's server enforces json_schema and forced tools
                         },
                     }
                 ],
@@ -179,6 +182,77 @@ def test_upstream_errors_come_back_as_our_error_objects(served: Gateway, upstrea
     assert body["type"] == "invalid_request_error" and "999999" in body["message"]
     port = upstream.base_url.rsplit(":", 1)[1].split("/")[0]
     assert port not in body["message"] and upstream.key not in body["message"]
+
+
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"enum": ["Paris", "Oslo"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "required": ["city", "days"],
+    "additionalProperties": False,
+}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "description": "The weather in a city", "parameters": CITY_SCHEMA},
+}
+
+
+def test_a_json_schema_passes_through_the_upstream_and_an_ignored_forced_call_is_caught(
+    served: Gateway,
+) -> None:
+    """The schema is enforced by the upstream and the answer fits. This vLLM server (0.32, CPU, hermes
+    parser) does not enforce a named tool choice: it writes free text until max_tokens. The gateway checks
+    what comes back, so the whole answer is a 502 naming the fault instead of text posing as the answer;
+    streamed, the upstream's call pieces go through as they came, cut by max_tokens."""
+    client = served.client()
+    ask = [{"role": "user", "content": "Plan a trip to Paris as JSON."}]
+    answer = client.chat.completions.create(
+        model=MODEL,
+        messages=ask,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=40,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "trip", "strict": True, "schema": CITY_SCHEMA},
+        },  # type: ignore[typeddict-item]
+    )
+    assert answer.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(answer.choices[0].message.content or ""), CITY_SCHEMA)
+    rows = served.usage_rows(served.key)
+    assert rows, "the structured answer is in the ledger"
+
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=ask,
+            temperature=0,
+            max_tokens=40,
+            tools=[WEATHER_TOOL],
+            tool_choice=forced,  # type: ignore[arg-type, list-item]
+        )
+    assert refused.value.status_code == 502 and refused.value.code == "invalid_upstream_answer"
+    assert "instead of the tool call" in refused.value.message
+
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=ask,
+        temperature=0,
+        max_tokens=40,
+        tools=[WEATHER_TOOL],
+        tool_choice=forced,
+        stream=True,  # type: ignore[arg-type, list-item]
+    )
+    names, finishes = [], []
+    for chunk in stream:
+        for choice in chunk.choices:
+            names += [
+                p.function.name for p in choice.delta.tool_calls or [] if p.function and p.function.name
+            ]
+            finishes += [choice.finish_reason] if choice.finish_reason else []
+    assert names == ["get_weather"] and finishes == ["length"]
 
 
 def test_a_killed_upstream_gives_a_clean_503(served: Gateway, upstream: Upstream) -> None:

@@ -79,6 +79,10 @@ def running_upstream(weights: Path, folder: Path, port: int) -> Iterator[Upstrea
         f"--port={port}",
         f"--api-key={key}",
         "--disable-log-stats",
+        # Named and required tool choices need a tool-call parser set on vLLM's server, as a provider's
+        # would have; it reads calls in Qwen's <tool_call> format.
+        "--enable-auto-tool-choice",
+        "--tool-call-parser=hermes",
     ]
     env = {
         **os.environ,

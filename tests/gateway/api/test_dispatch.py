@@ -191,3 +191,31 @@ async def test_cheapest_sends_to_the_lowest_marginal_cost_with_headroom() -> Non
     answer = await send(model(own, rented, policy="cheapest"), ModelGates(), LivePlacement(), REQUEST)
     assert text(answer) == "own"  # own costs nothing at the margin
     await close_chunks(answer.chunks)
+
+
+async def test_a_request_with_a_response_format_goes_only_to_deployments_that_enforce_it() -> None:
+    """The own deployment is free and first in order, but cannot enforce a schema: the rented one can."""
+    from backends.tools import StructuredOutput, ToolFunction, ToolPlan
+
+    own, rented = Cue("own"), Cue("rented")
+    base = model(own, rented)
+    m = dataclasses.replace(
+        base, routes=(base.routes[0], dataclasses.replace(base.routes[1], constrained=True))
+    )
+    gates, placement = ModelGates(), LivePlacement()
+    structured = GenerationRequest(
+        request_id="r", prompt=TextPrompt("hi"), structured=StructuredOutput(json_object=True)
+    )
+    answer = await dispatch(m, structured, "acme", REQUEST, gates, placement)
+    assert text(answer) == "rented" and own.asked == 0
+    await close_chunks(answer.chunks)
+    auto = GenerationRequest(
+        request_id="r2", prompt=TextPrompt("hi"), tools=ToolPlan((ToolFunction("f"),), choice="auto")
+    )
+    with pytest.raises(Failed):  # no deployment reads auto calls: the first (own) is asked and refuses
+        own.fail = InvalidRequest("auto")
+        await dispatch(m, auto, "acme", REQUEST, gates, placement)
+    own.fail = None
+    plain = await send(m, gates, placement, REQUEST)
+    assert text(plain) == "own"  # a plain request goes where placement says
+    await close_chunks(plain.chunks)

@@ -29,7 +29,9 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     models = [
         dataclasses.replace(routed_model("plain"), constrained_decoding=True),  # vLLM, no tool format
-        dataclasses.replace(routed_model("qwen"), constrained_decoding=True, tool_parser="hermes"),
+        dataclasses.replace(
+            routed_model("qwen"), constrained_decoding=True, tool_parser="hermes", tool_choice_auto=True
+        ),
         routed_model("upstream"),  # a backend without constrained decoding
     ]
     ledger = Ledger(SqliteStore(tmp_path / "ledger.db"))

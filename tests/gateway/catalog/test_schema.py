@@ -240,7 +240,17 @@ def test_tool_format_comes_from_the_template_and_needs_constrained_decoding(
             {"backend": "openai_upstream", "engine": {"base_url": "http://127.0.0.1:9/v1", "model": "q"}}
         ],
     )
-    assert upstream.tool_parser is None and not upstream.constrained_decoding
+    assert not upstream.tool_choice_auto and not upstream.constrained_decoding
+    declared = routed(
+        chat_template="qwen2_5",
+        deployments=[
+            {
+                "backend": "openai_upstream",
+                "engine": {"base_url": "http://127.0.0.1:9/v1", "model": "q", "structured_outputs": True},
+            }
+        ],
+    )
+    assert declared.constrained_decoding and not declared.tool_choice_auto  # auto is declared apart
 
 
 def test_autoscaling_sets_capacity_by_max_replicas_and_excludes_a_fixed_replica_count(
