@@ -251,21 +251,6 @@ def needs_stream(plan: ToolPlan | None) -> bool:
     return plan is not None and bool(plan.tools) and plan.choice != "none"
 
 
-def refuse_tools_and_constraints(request: GenerationRequest, backend: str) -> None:
-    """For a backend that cannot yet enforce constraints or read tool calls: a 400 naming what, never a
-    constraint silently ignored."""
-    if request.tools is not None and request.tools.choice != "none":
-        raise InvalidRequest(
-            f"Tool calling is not supported yet by this model's {backend} backend.", param="tools"
-        )
-    if request.structured is not None:
-        raise InvalidRequest(
-            f"response_format json_object / json_schema is not supported yet by this model's {backend} "
-            "backend.",
-            param="response_format",
-        )
-
-
 def decoding_constraint(request: GenerationRequest) -> StructuredOutput | None:
     """What a ``GenerationRequest`` asks the engine to enforce: a named or required tool choice wins
     over ``response_format`` (as in vLLM's server)."""

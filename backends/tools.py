@@ -68,6 +68,11 @@ class ToolPlan:
     def function(self, name: str) -> ToolFunction | None:
         return next((t for t in self.tools if t.name == name), None)
 
+    @property
+    def forced(self) -> bool:
+        """A call is forced (``required`` or a named function): enforced by constrained decoding."""
+        return self.choice in ("required", "named")
+
 
 @dataclass(frozen=True)
 class StructuredOutput:

@@ -28,8 +28,7 @@ from backends.tools import ToolCallDelta, merge_tool_calls
 def refuse_undeclared(request: GenerationRequest, structured_outputs: bool, tool_choice_auto: bool) -> None:
     """A 400 for what the upstream was not declared to do (the gateway places such requests elsewhere)."""
     tools = request.tools
-    forced = tools is not None and tools.choice in ("required", "named")
-    if (request.structured is not None or forced) and not structured_outputs:
+    if (request.structured is not None or (tools is not None and tools.forced)) and not structured_outputs:
         raise InvalidRequest(
             "This model's upstream is not declared to enforce response_format or forced tool choices "
             "(openai_upstream option structured_outputs).",
@@ -72,7 +71,7 @@ class AnswerCheck:
 
     def verify(self) -> None:
         tools = self.request.tools
-        forced = tools is not None and tools.choice in ("required", "named")
+        forced = tools is not None and tools.forced
         for index, choice in sorted(self.choices.items()):
             if choice.finish == "length":  # cut: only text where a call was forced is out of bounds
                 problem = None
@@ -87,8 +86,7 @@ class AnswerCheck:
         tools = self.request.tools
         if tools is None or tools.choice == "none":
             return "holds a tool call although no tool could be called" if calls else None
-        forced = tools.choice in ("required", "named")
-        if forced and not calls:
+        if tools.forced and not calls:
             return "holds no tool call although tool_choice required one"
         if not tools.parallel and len(calls) > 1:
             return f"holds {len(calls)} tool calls although parallel_tool_calls is false"

@@ -26,7 +26,7 @@ def with_tool_parser(
     ``auto`` needs a deployment that reads the model's calls; ``required``, named choices and response
     formats need one that enforces them (every family has both on a vLLM deployment). Dispatch then
     places the request on such deployments alone (``Route.serves``)."""
-    needs_constraints = structured is not None or (plan is not None and plan.choice != "none")
+    needs_constraints = structured is not None or (plan is not None and plan.forced)
     if needs_constraints and not model.constrained_decoding:
         raise InvalidRequest(
             f"The model `{model.name}` is not served by a backend that enforces tools or response_format "

@@ -76,9 +76,7 @@ class Route(DeploymentInfo):
     def serves(self, request: EngineRequest) -> bool:
         """Whether this deployment can do what ``request`` asks of tools and response formats."""
         tools = getattr(request, "tools", None)
-        if getattr(request, "structured", None) is not None or (
-            tools is not None and tools.choice in ("required", "named")
-        ):
+        if getattr(request, "structured", None) is not None or (tools is not None and tools.forced):
             return self.constrained
         return tools is None or tools.choice != "auto" or self.auto_tools
 

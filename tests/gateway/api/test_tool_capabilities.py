@@ -77,3 +77,18 @@ async def test_model_cards_say_what_each_model_supports(
     assert cards["qwen"] == {"tools": True, "tool_choice_auto": True, "json_schema": True, "logprobs": True}
     assert cards["plain"]["tools"] and not cards["plain"]["tool_choice_auto"]
     assert not cards["upstream"]["tools"] and not cards["upstream"]["json_schema"]
+
+
+def test_auto_needs_a_deployment_that_reads_calls_not_one_that_enforces_schemas() -> None:
+    """An upstream declared to read its own calls (tool_choice_auto) but not to enforce schemas takes
+    ``auto``; ``required`` still needs enforcement."""
+    from backends.tools import ToolFunction, ToolPlan
+    from gateway.api.chat_completions import with_tool_parser
+    from gateway.errors import InvalidRequest
+
+    reads_calls = dataclasses.replace(routed_model("api"), tool_choice_auto=True)
+    tools = (ToolFunction("get_weather"),)
+    assert with_tool_parser(ToolPlan(tools, choice="auto"), None, reads_calls) is not None
+    with pytest.raises(InvalidRequest) as refused:
+        with_tool_parser(ToolPlan(tools, choice="required"), None, reads_calls)
+    assert refused.value.param == "tools"
