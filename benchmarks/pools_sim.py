@@ -1,11 +1,13 @@
 """The pools simulator's engine: one policy through a trace, with the gateway's own placement code.
 
 The cloud is modelled (this is a simulator): the own pool's replicas and rented chip-hour replicas are
-slots that hold a request for its prefill and decode at a fixed rate, with a FIFO queue in front; the
+slots that hold a request for its prefill and decode at a fixed rate, with a queue in front; the
 rented API adds latency and answers 429 past its per-minute limits (the gateway then skips it until the
 minute ends, as a Retry-After says). What decides is not modelled: each request is placed by
-``gateway.placement.Placer`` over the catalog's deployments, and rented chip-hours are rented and
-released by ``gateway.placement.RentalPlanner`` (the oracle instead rents from the known future).
+``gateway.placement.Placer`` over the catalog's deployments, rented chip-hours are rented and released
+by ``gateway.placement.RentalPlanner`` (the oracle instead rents from the known future), and a queue is
+the gateway's own ``DeadlineQueue``: the trace is one tenant's traffic, whose requests ask for their SLO
+tier with ``service_tier``, so the gateway's queue serves them earliest deadline first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from benchmarks.pools_trace import TIERS_S, Shape, Trace, base_fraction
+from gateway.billing.deadline_queue import DeadlineQueue
 from gateway.catalog.policy import Routing
 from gateway.catalog.schema import Catalog, parse_catalog
 from gateway.placement.policies import Placer
@@ -169,7 +172,7 @@ class Simulation:
             DeploymentLoad(0, 0, queue_limit=slots, slot_seconds=mean_hold, base_ttft_s=shape.prefill_s(500)),
             DeploymentLoad(0, 1 << 30, queue_limit=0, base_ttft_s=shape.prefill_s(500) + world.api_added_s),
         ]
-        self.queues: list[deque[tuple[int, float, float]]] = [deque(), deque(), deque()]
+        self.queues: list[DeadlineQueue[tuple[int, float, float]]] = [DeadlineQueue() for _ in range(3)]
         self.rentals: list[Rental] = []
         self.events: list[tuple[float, int, int, int]] = []
         n = len(trace.times)
@@ -222,7 +225,7 @@ class Simulation:
             elif load.in_flight < load.capacity:
                 self._start(d, i, now, now, delay)
             elif len(self.queues[d]) < load.queue_limit:
-                self.queues[d].append((i, now, delay))
+                self.queues[d].push((i, now, delay), now + TIERS_S[trace.tiers[i]])
                 load.queued += 1
             else:
                 continue

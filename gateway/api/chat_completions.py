@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from backends.tools import StructuredOutput, ToolPlan
 from gateway.api.deps import Authenticated, get_model_router, parse_body
-from gateway.api.generation import Call, new_request_id, run_call
+from gateway.api.generation import Call, new_request_id, run_call, served_tier
 from gateway.api.openapi_bodies import json_body
 from gateway.catalog.routing import RoutedModel
 from gateway.errors import InvalidRequest
@@ -54,7 +54,10 @@ async def create_chat_completion(request: Request, principal: Authenticated) -> 
     model = get_model_router(request).resolve(body.model)
     tools = with_tool_parser(tools, structured, model)
     request_id = new_request_id("chatcmpl")
-    formatter = ChatFormatter(request_id, model.name, body.n, reasoning=model.reasoning is not None)
+    tier = served_tier(model, body.service_tier)
+    formatter = ChatFormatter(
+        request_id, model.name, body.n, reasoning=model.reasoning is not None, service_tier=tier
+    )
     call = Call(
         endpoint="chat.completions",
         principal=principal,
@@ -64,6 +67,7 @@ async def create_chat_completion(request: Request, principal: Authenticated) -> 
         stream=body.stream,
         structured=structured,
         tools=tools,
+        service_tier=body.service_tier,
     )
     encoder = StreamEncoder(
         preamble=formatter.role_chunk(),

@@ -29,6 +29,7 @@ async def create_completion(request: Request, principal: Authenticated) -> Respo
         prompt=body.to_prompt(),
         sampling=body.sampling(),
         stream=body.stream,
+        service_tier=body.service_tier,
     )
     encoder = StreamEncoder(
         preamble=None,

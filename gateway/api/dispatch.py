@@ -105,7 +105,7 @@ async def dispatch(
         replica = within(
             route.client.generate(request), route.stall_timeout_s, model.name, route.start_wait_s
         )
-        chunks = gated(gate.slot(tenant), replica)
+        chunks = gated(gate.slot(tenant, placement_request.ttft_slo_s), replica)
         try:
             first = await first_chunk(chunks)
         except Exception as exc:

@@ -29,12 +29,20 @@ def _card(model: RoutedModel) -> dict[str, Any]:
             "json_schema": model.constrained_decoding,
             "logprobs": True,
         },
+        # The time to first token each `service_tier` promises (omitted where the model promises none).
+        **({"service_tiers": _tiers(model)} if model.routing.ttft_slo_s is not None else {}),
         "pricing": {
             "input_per_million": float(model.pricing.input_per_million),
             "output_per_million": float(model.pricing.output_per_million),
             "currency": model.pricing.currency,
         },
     }
+
+
+def _tiers(model: RoutedModel) -> dict[str, dict[str, float]]:
+    routing = model.routing
+    tiers = [("default", routing.ttft_slo_s), *routing.service_tiers.items()]
+    return {tier: {"ttft_slo_s": slo} for tier, slo in tiers if slo is not None}
 
 
 @router.get("/v1/models")

@@ -5,10 +5,13 @@ Records never contain prompts, completions or key secrets.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from backends.base import GenerationChunk, Usage
 from gateway.billing.admission import Admission, Reservation
@@ -119,11 +122,16 @@ class Meter:
             attempts=self.attempts,
         )
 
-    def _take(self, progress: Progress, status: str, error_type: str | None) -> UsageRecord | None:
+    def _hand_over(
+        self, progress: Progress, status: str, error_type: str | None
+    ) -> tuple[UsageRecord, Future[None]] | None:
+        """The outcome's record, handed to the ledger's writer first (it commits, and waits on the disk,
+        while the rest runs), then counted in metrics and logged; None when already settled."""
         if self.settled:
             return None
         self.settled = True
         record = self._record(progress, status, error_type)
+        done = self.ledger.submit(record)
         if self.utilization is not None and self.route is not None:
             self.utilization.finished(self.route.name, record.prompt_tokens, record.completion_tokens)
         self.metrics.observe(record)
@@ -140,31 +148,39 @@ class Meter:
             record.usage_estimated,
             record.duration_s,
         )
-        return record
+        return record, done
+
+    def settling(
+        self, progress: Progress, status: str, error_type: str | None = None
+    ) -> Coroutine[Any, Any, None]:
+        """Hand the outcome's record to the ledger now, and return what waits until it is durable: the
+        caller builds its response meanwhile, and sends it only after awaiting this."""
+        return self._durable(self._hand_over(progress, status, error_type))
 
     async def settle(self, progress: Progress, status: str, error_type: str | None = None) -> None:
         """Record the outcome and wait until the record is durable."""
-        record = self._take(progress, status, error_type)
-        if record is not None:
-            try:
-                await self.ledger.record(record)
-            except Exception as exc:  # not even the local spool took it: the answer must not go out
-                logger.error(
-                    "usage record not written request_id=%s error=%s", record.request_id, type(exc).__name__
-                )
-                raise LedgerUnavailable(
-                    "This request could not be billed, so it was not served; retry."
-                ) from exc
-            if self.admission is not None:
-                await self.admission.settle(self.reservation, _tokens(record), record.charge_nanos)
+        await self.settling(progress, status, error_type)
+
+    async def _durable(self, handed: tuple[UsageRecord, Future[None]] | None) -> None:
+        if handed is None:
+            return
+        record, done = handed
+        try:
+            await asyncio.wrap_future(done)
+        except Exception as exc:  # not even the local spool took it: the answer must not go out
+            logger.error(
+                "usage record not written request_id=%s error=%s", record.request_id, type(exc).__name__
+            )
+            raise LedgerUnavailable("This request could not be billed, so it was not served; retry.") from exc
+        if self.admission is not None:
+            await self.admission.settle(self.reservation, _tokens(record), record.charge_nanos)
 
     def settle_nowait(self, progress: Progress, status: str, error_type: str | None = None) -> None:
         """Record the outcome without waiting (the client is gone; the writer thread still commits it)."""
-        record = self._take(progress, status, error_type)
-        if record is not None:
-            self.ledger.submit(record)
-            if self.admission is not None:
-                self.admission.settle_soon(self.reservation, _tokens(record), record.charge_nanos)
+        handed = self._hand_over(progress, status, error_type)
+        if handed is not None and self.admission is not None:
+            record = handed[0]
+            self.admission.settle_soon(self.reservation, _tokens(record), record.charge_nanos)
 
 
 def _tokens(record: UsageRecord) -> int:

@@ -5,15 +5,17 @@ Each model takes at most ``capacity`` requests at once (its replicas times ``max
 at once, never left to wait until its client times out:
 
 * with other tenants waiting or running, the newcomer's tenant is over its share: 429 ``TenantOverShare``;
-  but when another tenant holds more of the queue than the newcomer's would, that tenant's newest waiting
-  request is refused instead and the newcomer takes its place, so one tenant flooding cannot fill the
-  queue against a quiet one;
+  but when another tenant holds more of the queue than the newcomer's would, that tenant's waiting request
+  with the latest deadline (its newest among equals) is refused instead and the newcomer takes its place,
+  so one tenant flooding cannot fill the queue against a quiet one;
 * alone on the model, the model is saturated: 503 ``ModelSaturated``.
 
 A freed slot goes to the tenant with the fewest requests running (among equals, the one served longest
-ago), so tenants get equal shares of a saturated model whatever their rates. Both refusals carry
-``Retry-After``: the time the queue ahead took to drain lately. Everything runs on one event loop; no
-locks.
+ago), so tenants get equal shares of a saturated model whatever their rates; within a tenant, to its
+request with the earliest deadline (``deadline_queue``: arrival plus its service tier's TTFT SLO), so a
+tenant's interactive requests pass its own batch requests but never another tenant's share. Both
+refusals carry ``Retry-After``: the time the queue ahead took to drain lately. Everything runs on one
+event loop; no locks.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from backends.base import GenerationChunk
+from gateway.billing.deadline_queue import DeadlineQueue
 from gateway.errors import ModelSaturated, ServiceError, TenantOverShare
 
 _HOLD_EWMA = 0.2  # weight of the newest slot-hold time in the moving average
@@ -49,7 +51,7 @@ class ModelGate:
         self.max_queued = max_queued
         self._clock = clock
         self._running: dict[str, int] = {}
-        self._queues: dict[str, deque[_Waiter]] = {}
+        self._queues: dict[str, DeadlineQueue[_Waiter]] = {}
         self._hold_s = 1.0  # moving average of how long a slot is held
         self._turns = 0
         self._last_turn: dict[str, int] = {}  # tenant -> the turn it was last given a slot
@@ -72,18 +74,20 @@ class ModelGate:
         self.capacity, self.max_queued = capacity, max_queued
         self._grant()
 
-    def slot(self, tenant: str) -> _Slot:
-        return _Slot(self, tenant)
+    def slot(self, tenant: str, ttft_slo_s: float | None = None) -> _Slot:
+        return _Slot(self, tenant, ttft_slo_s)
 
-    async def enter(self, tenant: str) -> None:
-        """Take a slot, waiting in the tenant's queue if need be; raise a refusal if the queue is full."""
+    async def enter(self, tenant: str, ttft_slo_s: float | None = None) -> None:
+        """Take a slot, waiting in the tenant's queue if need be (by deadline: now plus ``ttft_slo_s``;
+        none: behind those with one); raise a refusal if the queue is full."""
         if self.running < self.capacity and not self.queued:
             self._take(tenant)
             return
         if self.queued >= self.max_queued:
             self._make_room(tenant)
         waiter = _Waiter(tenant)
-        self._queues.setdefault(tenant, deque()).append(waiter)
+        deadline = math.inf if ttft_slo_s is None else self._clock() + ttft_slo_s
+        self._queues.setdefault(tenant, DeadlineQueue()).push(waiter, deadline)
         try:
             await waiter.granted
         except BaseException:
@@ -122,7 +126,7 @@ class ModelGate:
         mine = len(self._queues.get(tenant, ()))
         biggest = max(self._queues, key=lambda t: (len(self._queues[t]), t != tenant), default=None)
         if biggest is not None and biggest != tenant and len(self._queues[biggest]) > mine + 1:
-            victim = self._queues[biggest].pop()
+            victim = self._queues[biggest].pop_latest()
             if not self._queues[biggest]:
                 del self._queues[biggest]
             victim.granted.set_exception(self._over_share(biggest))
@@ -144,10 +148,8 @@ class ModelGate:
 
     def _forget(self, waiter: _Waiter) -> None:
         queue = self._queues.get(waiter.tenant)
-        if queue is not None and waiter in queue:
-            queue.remove(waiter)
-            if not queue:
-                del self._queues[waiter.tenant]
+        if queue is not None and queue.remove(waiter) and not queue:
+            del self._queues[waiter.tenant]
 
     def _over_share(self, tenant: str) -> ServiceError:
         return TenantOverShare.now(self.name, self.retry_after_s())
@@ -159,13 +161,14 @@ class ModelGate:
 class _Slot:
     """One request's hold on a slot of its model, from ``enter`` until it is released."""
 
-    def __init__(self, gate: ModelGate, tenant: str) -> None:
+    def __init__(self, gate: ModelGate, tenant: str, ttft_slo_s: float | None = None) -> None:
         self._gate = gate
         self._tenant = tenant
+        self._ttft_slo_s = ttft_slo_s
         self._since: float | None = None
 
     async def __aenter__(self) -> _Slot:
-        await self._gate.enter(self._tenant)
+        await self._gate.enter(self._tenant, self._ttft_slo_s)
         self._since = self._gate._clock()
         return self
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PolicyName = Literal["own_first", "cheapest", "weighted", "ordered"]
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority"]
+"""OpenAI's ``service_tier`` values; ``auto`` and ``default`` are the model's own SLO (``ttft_slo_s``)."""
+NamedTier = Literal["flex", "scale", "priority"]
 
 
 class Routing(BaseModel):
@@ -24,7 +27,15 @@ class Routing(BaseModel):
         default=None,
         gt=0,
         description="Time to first token this model promises: a deployment whose predicted TTFT is above it "
-        "has no headroom (a tenant's own SLO overrides it). None: only free slots count as headroom.",
+        "has no headroom (a request's `service_tier` may ask for another: `service_tiers`). None: only free "
+        "slots count as headroom.",
+    )
+    service_tiers: dict[NamedTier, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="Other TTFT SLOs a request may ask for with OpenAI's `service_tier` (for example "
+        "`{priority: 1, flex: 30}`): placement weighs the request's own SLO, and in a deployment's queue a "
+        "tenant's requests go earliest deadline first (arrival plus SLO), so its priority requests pass its "
+        "flex ones. A tier not listed is a 400; `auto` and `default` are `ttft_slo_s`.",
     )
     return_ratio: float = Field(
         default=0.8,
@@ -39,3 +50,21 @@ class Routing(BaseModel):
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return {"policy": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _tiers_beside_a_default(self) -> Routing:
+        if self.service_tiers and self.ttft_slo_s is None:
+            raise ValueError(
+                "service_tiers need ttft_slo_s, the SLO of the default tier they are ordered against"
+            )
+        return self
+
+    def tier_slo_s(self, tier: ServiceTier | None) -> float | None:
+        """The TTFT SLO of a request asking for ``tier`` (None: the model's own). Raises ``KeyError`` for a
+        tier this model does not offer."""
+        if tier is None or tier in ("auto", "default"):
+            return self.ttft_slo_s
+        for name, slo in self.service_tiers.items():
+            if name == tier:
+                return slo
+        raise KeyError(tier)

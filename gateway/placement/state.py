@@ -57,7 +57,8 @@ class PlacementRequest:
     output_tokens: int
     """Expected completion tokens (max_tokens, or a recent mean): weighs the output price."""
     ttft_slo_s: float | None = None
-    """The tenant's TTFT SLO; None: the model's (``routing.ttft_slo_s``)."""
+    """The request's TTFT SLO (its service tier's, ``routing.service_tiers``); None: the model's
+    (``routing.ttft_slo_s``). Also its deadline in a deployment's queue."""
     allowed_pools: frozenset[str] | None = None
     """Pools the tenant or key may be served from; None: any."""
 

@@ -26,6 +26,8 @@ from gateway.protocol.tools import (
     tool_plan,
 )
 
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority"]
+"""OpenAI's ``service_tier`` values (as ``gateway.catalog.policy.ServiceTier``, which maps them to SLOs)."""
 MAX_N = 16
 MAX_STOP = 16
 MAX_TOP_LOGPROBS = 20
@@ -92,6 +94,9 @@ class _SamplingFields(_Request):
     frequency_penalty: Penalty | None = None
     max_tokens: TokenCount | None = None
     user: str | None = None
+    service_tier: ServiceTier | None = None
+    """The TTFT SLO tier asked for (the model's ``routing.service_tiers``); it orders the request in its
+    tenant's queue and weighs in placement."""
     ignore_eos: bool = False  # vLLM's extension, used by benchmark clients
 
     @field_validator("stop")

@@ -83,11 +83,15 @@ class ChatFormatter:
     With ``reasoning`` set, ``<think>…</think>`` text goes to ``reasoning_content`` (DeepSeek-R1 style).
     """
 
-    def __init__(self, request_id: str, model: str, n: int, reasoning: bool = False) -> None:
+    def __init__(
+        self, request_id: str, model: str, n: int, reasoning: bool = False, service_tier: str | None = None
+    ) -> None:
         self.id = request_id
         self.model = model
         self.created = int(time.time())
         self.n = n
+        self.service_tier = service_tier
+        """The tier that served the request, echoed as OpenAI does when the request named one."""
         self._splitters: dict[int, ThinkSplitter] | None = {} if reasoning else None
 
     def _message(self, choice: ChoiceDelta) -> Json:
@@ -137,6 +141,8 @@ class ChatFormatter:
             "model": self.model,
             "choices": choices,
         }
+        if self.service_tier is not None:
+            body["service_tier"] = self.service_tier
         if obj == "chat.completion" or usage is not None:
             body["usage"] = usage_body(usage)
         return body

@@ -111,3 +111,51 @@ def test_a_quiet_tenant_is_served_while_another_floods_the_model(gateway: Gatewa
     assert codes == {"tenant_over_share"}
     counts = requests_total(gateway, "overload-flood")
     assert counts["ok"] == statuses[200] and counts["rejected"] == statuses[429] + statuses[503], counts
+
+
+async def first_token_at(
+    client: httpx.AsyncClient, key: str, tier: str, i: int, started: asyncio.Event | None = None
+) -> float:
+    """When the first content arrived of a streamed request asking for ``tier`` (``started`` is set then)."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"Tell a story about {i}."}],
+        "max_tokens": 48,
+        "ignore_eos": True,
+        "stream": True,
+        "service_tier": tier,
+    }
+    headers = {"Authorization": f"Bearer {key}"}
+    async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        first = 0.0
+        async for line in response.aiter_lines():
+            if not first and '"content":"' in line and '"content":""' not in line:
+                first = time.perf_counter()
+                assert f'"service_tier":"{tier}"' in line
+                if started is not None:
+                    started.set()
+        return first
+
+
+def test_a_tenants_priority_request_passes_its_own_queued_flex_requests_on_the_real_engine(
+    gateway: Gateway,
+) -> None:
+    """16 flex streams fill the replica and 20 more wait; a priority request sent once the first ones
+    stream takes the first freed slot, so the 5 flex requests left for the third wave all start after it
+    (first come first served would put it behind the 20, with at most 4 flex starting later)."""
+    key = gateway.create_key("tiers")
+
+    async def run() -> tuple[float, list[float]]:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
+        started = asyncio.Event()
+        async with httpx.AsyncClient(base_url=gateway.base_url, limits=limits, timeout=120) as client:
+            flex = [asyncio.create_task(first_token_at(client, key, "flex", i, started)) for i in range(36)]
+            await started.wait()  # the first wave streams: every flex request reached the gateway long ago
+            await asyncio.sleep(0.2)
+            priority = await first_token_at(client, key, "priority", 99)
+            return priority, list(await asyncio.gather(*flex))
+
+    priority, flex = asyncio.run(run())
+    after = [t for t in flex if t > priority]
+    assert len(after) >= 5, (len(after), sorted(flex), priority)

@@ -154,3 +154,66 @@ def test_gates_keep_their_counts_across_catalog_changes_and_take_new_limits() ->
     again = gates.gate("m", 8, 16)
     assert again is first and (again.capacity, again.max_queued, again.running) == (8, 16, 1)
     assert gates.snapshot() == {"m": {"running": 1, "queued": 0, "capacity": 8, "max_queued": 16}}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_tenants_later_priority_request_passes_its_own_earlier_flex_requests() -> None:
+    clock = _Clock()
+    gate = ModelGate("m", capacity=1, max_queued=4, clock=clock)
+    await gate.enter("a")
+    flex = [asyncio.create_task(gate.enter("a", ttft_slo_s=120.0)) for _ in range(2)]
+    await settle()
+    clock.now += 5
+    priority = asyncio.create_task(gate.enter("a", ttft_slo_s=2.0))
+    await settle()
+    gate.leave("a", held_s=1.0)
+    await settle()
+    assert priority.done() and not any(task.done() for task in flex)
+    gate.leave("a", held_s=1.0)
+    await settle()
+    assert flex[0].done() and not flex[1].done()  # the flex ones in their arrival order
+    flex[1].cancel()
+
+
+async def test_deadlines_never_take_a_slot_from_another_tenants_fair_share() -> None:
+    clock = _Clock()
+    gate = ModelGate("m", capacity=2, max_queued=4, clock=clock)
+    await gate.enter("a")
+    await gate.enter("b")
+    b_flex = asyncio.create_task(gate.enter("b", ttft_slo_s=120.0))
+    await settle()
+    a_priority = asyncio.create_task(gate.enter("a", ttft_slo_s=1.0))
+    await settle()
+    # b now runs 1 and a 0 when a's slot frees: a is owed the slot whatever b's deadline
+    gate.leave("a", held_s=1.0)
+    await settle()
+    assert a_priority.done() and not b_flex.done()
+    # when b's slot frees, b (running none) goes next even though a's next request is more urgent
+    a_more = asyncio.create_task(gate.enter("a", ttft_slo_s=1.0))
+    await settle()
+    gate.leave("b", held_s=1.0)
+    await settle()
+    assert b_flex.done() and not a_more.done()
+    a_more.cancel()
+
+
+async def test_a_flooding_tenant_loses_its_least_urgent_waiter_to_a_quiet_one() -> None:
+    gate = ModelGate("m", capacity=1, max_queued=3)
+    await gate.enter("flood")
+    urgent = asyncio.create_task(gate.enter("flood", ttft_slo_s=1.0))
+    lax = asyncio.create_task(gate.enter("flood", ttft_slo_s=100.0))
+    newest = asyncio.create_task(gate.enter("flood", ttft_slo_s=1.0))
+    await settle()
+    quiet = asyncio.create_task(gate.enter("quiet"))
+    await settle()
+    assert lax.done() and isinstance(lax.exception(), TenantOverShare)
+    assert not urgent.done() and not newest.done() and not quiet.done()
+    for task in (urgent, newest, quiet):
+        task.cancel()
