@@ -19,15 +19,17 @@ Streaming and usage contract (what the gateway relies on):
 * If the consumer stops iterating (client gone), the backend aborts the engine request.
 
 Pooling models (catalog ``task: embed`` or ``rerank``) answer ``EmbeddingRequest`` / ``RerankRequest`` with
-``PoolingBackend.pool``: one whole chunk whose ``pooled`` holds one vector per input (embed) or one
-one-element list per document (rerank: its relevance score), and whose ``usage.prompt_tokens`` counts every
-token the engine ran. Bad input raises ``InvalidRequest`` before the engine runs anything. ``engine_request``
-is the one dispatch both the replica and the in-gateway client use.
+``PoolingBackend.pool``: one whole chunk whose ``pooled`` (``Vectors``) holds one vector per input (embed)
+or one one-element row per document (rerank: its relevance score), and whose ``usage.prompt_tokens``
+counts every token the engine ran. Bad input raises ``InvalidRequest`` before the engine runs anything.
+``engine_request`` is the one dispatch both the replica and the in-gateway client use.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import sys
+from array import array
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -174,11 +176,62 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True, slots=True)
+class Vectors:
+    """A pooling model's rows (one vector per input, or one score per document) as float32 bytes,
+    little-endian, row after row: pickled across the replica channel at a fraction of the cost of float
+    lists, and already what OpenAI's ``encoding_format: base64`` sends."""
+
+    dims: int
+    data: bytes
+
+    @staticmethod
+    def of(rows: Iterable[Sequence[float]]) -> Vectors:
+        packed = array("f")
+        dims = 0
+        for row in rows:
+            dims = len(row)
+            packed.extend(row)
+        return Vectors(dims, _little_endian(packed).tobytes())
+
+    @staticmethod
+    def joined(dims: int, rows: Iterable[bytes]) -> Vectors:
+        """Rows already packed as native float32 (a tensor's ``numpy().tobytes()``)."""
+        data = b"".join(rows)
+        return Vectors(
+            dims, data if sys.byteorder == "little" else _little_endian(array("f", data)).tobytes()
+        )
+
+    def __len__(self) -> int:
+        return len(self.data) // (4 * self.dims) if self.dims else 0
+
+    def row_bytes(self, i: int) -> bytes:
+        size = 4 * self.dims
+        return self.data[i * size : (i + 1) * size]
+
+    def row(self, i: int) -> list[float]:
+        return _little_endian(array("f", self.row_bytes(i))).tolist()
+
+    def rows(self) -> list[list[float]]:
+        return [self.row(i) for i in range(len(self))]
+
+    def firsts(self) -> list[float]:
+        """The first value of every row (rerank scores)."""
+        return [self.row(i)[0] for i in range(len(self))]
+
+
+def _little_endian(values: array[float]) -> array[float]:
+    """``values`` as little-endian (``array`` packs in the machine's order; a no-op on x86 and ARM)."""
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
 @dataclass
 class GenerationChunk:
     choices: list[ChoiceDelta] = field(default_factory=list)
     usage: Usage | None = None
-    pooled: list[list[float]] | None = None
+    pooled: Vectors | None = None
     """A pooling model's answer: one vector per input, or one ``[score]`` per document (see above)."""
     engine_seconds: float | None = None
     """On the first chunk a replica sends: how long its backend took to produce it (a whole answer: all
@@ -194,7 +247,7 @@ def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
     """
     by_index: dict[int, ChoiceDelta] = {}
     usage: Usage | None = None
-    pooled: list[list[float]] | None = None
+    pooled: Vectors | None = None
     engine_seconds: float | None = None
     for chunk in chunks:
         if engine_seconds is None:

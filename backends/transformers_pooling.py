@@ -13,7 +13,15 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
-from backends.base import EmbeddingRequest, GenerationChunk, ModelSpec, RerankRequest, TextPrompt, Usage
+from backends.base import (
+    EmbeddingRequest,
+    GenerationChunk,
+    ModelSpec,
+    RerankRequest,
+    TextPrompt,
+    Usage,
+    Vectors,
+)
 from backends.errors import InvalidRequest
 from backends.vllm_pooling import check_dimensions, check_length
 
@@ -81,7 +89,8 @@ class SentenceTransformersPooling:
                     )
             check_length(index, len(row), self.max_model_len, "input")
             ids.append(row)
-        vectors: list[list[float]] = []
+        vectors: list[bytes] = []
+        size = 0
         with torch.inference_mode():
             for start in range(0, len(ids), self.batch_size):
                 batch = tokenizer.pad(
@@ -91,8 +100,10 @@ class SentenceTransformersPooling:
                 if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" not in features:
                     features["token_type_ids"] = torch.zeros_like(features["input_ids"])
                 out = model(features)["sentence_embedding"]
-                vectors.extend(out.float().cpu().tolist())
-        return GenerationChunk(pooled=vectors, usage=Usage(sum(len(r) for r in ids), 0))
+                rows = out.float().cpu().contiguous()
+                size = int(rows.shape[-1])
+                vectors.append(rows.numpy().tobytes())
+        return GenerationChunk(pooled=Vectors.joined(size, vectors), usage=Usage(sum(len(r) for r in ids), 0))
 
     def _rerank(self, request: RerankRequest) -> GenerationChunk:
         if not request.query:
@@ -105,4 +116,4 @@ class SentenceTransformersPooling:
             tokens += count
         pairs = [(request.query, d) for d in request.documents]
         scores = self._model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
-        return GenerationChunk(pooled=[[float(s)] for s in scores], usage=Usage(tokens, 0))
+        return GenerationChunk(pooled=Vectors.of([float(s)] for s in scores), usage=Usage(tokens, 0))

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from backends.base import EmbeddingRequest, GenerationChunk, RerankRequest, TextPrompt, Usage
+from backends.base import EmbeddingRequest, GenerationChunk, RerankRequest, TextPrompt, Usage, Vectors
 from backends.errors import ContextLengthExceeded, InvalidRequest
 from backends.prompting import PromptRenderer
 
@@ -71,7 +71,10 @@ async def embed(
             for i, ids in enumerate(prompts)
         )
     )
-    vectors = [output.outputs.data.float().tolist() for output in outputs]
+    tensors = [output.outputs.data.float().reshape(-1) for output in outputs]
+    vectors = Vectors.joined(
+        int(tensors[0].numel()) if tensors else 0, (t.numpy().tobytes() for t in tensors)
+    )
     usage = Usage(prompt_tokens=sum(len(ids) for ids in prompts), completion_tokens=0)
     return GenerationChunk(pooled=vectors, usage=usage)
 
@@ -108,6 +111,6 @@ async def rerank(
             for i, (ids, start) in enumerate(pairs)
         )
     )
-    scores = [[float(output.outputs.data.float().reshape(-1)[0])] for output in outputs]
+    scores = Vectors.of([float(output.outputs.data.float().reshape(-1)[0])] for output in outputs)
     usage = Usage(prompt_tokens=sum(len(ids) for ids, _ in pairs), completion_tokens=0)
     return GenerationChunk(pooled=scores, usage=usage)

@@ -4,12 +4,18 @@ edge, turned into backend requests, and the response bodies built from the backe
 from __future__ import annotations
 
 import base64
-import struct
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backends.base import EmbeddingRequest, GenerationChunk, RerankRequest, TextPrompt, TokenPrompt
+from backends.base import (
+    EmbeddingRequest,
+    GenerationChunk,
+    RerankRequest,
+    TextPrompt,
+    TokenPrompt,
+    Vectors,
+)
 
 MAX_INPUTS = 2048
 """Inputs (or documents) per request, as OpenAI allows; each one is an engine request."""
@@ -111,10 +117,10 @@ class ScoreBody(_Request):
         return RerankRequest(request_id, query, documents)
 
 
-def _encode(vector: list[float], encoding: str) -> list[float] | str:
+def _encode(vectors: Vectors, i: int, encoding: str) -> list[float] | str:
     if encoding == "float":
-        return vector
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        return vectors.row(i)
+    return base64.b64encode(vectors.row_bytes(i)).decode("ascii")
 
 
 def _usage(chunk: GenerationChunk) -> Json:
@@ -123,17 +129,17 @@ def _usage(chunk: GenerationChunk) -> Json:
 
 
 def embeddings_body(chunk: GenerationChunk, model: str, encoding: str) -> Json:
-    vectors = chunk.pooled or []
+    vectors = chunk.pooled or Vectors(0, b"")
     data = [
-        {"object": "embedding", "index": i, "embedding": _encode(vector, encoding)}
-        for i, vector in enumerate(vectors)
+        {"object": "embedding", "index": i, "embedding": _encode(vectors, i, encoding)}
+        for i in range(len(vectors))
     ]
     return {"object": "list", "data": data, "model": model, "usage": _usage(chunk)}
 
 
 def rerank_body(chunk: GenerationChunk, request_id: str, model: str, body: RerankBody) -> Json:
     texts = body.texts()
-    scores = [row[0] for row in chunk.pooled or []]
+    scores = chunk.pooled.firsts() if chunk.pooled is not None else []
     order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)[: body.top_n]
     results: list[Json] = []
     for i in order:
@@ -145,7 +151,8 @@ def rerank_body(chunk: GenerationChunk, request_id: str, model: str, body: Reran
 
 
 def score_body(chunk: GenerationChunk, request_id: str, model: str, created: int) -> Json:
-    data = [{"index": i, "object": "score", "score": row[0]} for i, row in enumerate(chunk.pooled or [])]
+    scores = chunk.pooled.firsts() if chunk.pooled is not None else []
+    data = [{"index": i, "object": "score", "score": score} for i, score in enumerate(scores)]
     return {
         "id": request_id,
         "object": "list",

@@ -65,7 +65,7 @@ async def test_embeddings_equal_sentence_transformers(minilm: Path) -> None:
     try:
         by_text = await backend.pool(EmbeddingRequest("r1", tuple(TextPrompt(t) for t in TEXTS)))
         by_ids = await backend.pool(EmbeddingRequest("r2", tuple(TokenPrompt(tuple(i)) for i in ids)))
-        for vectors in (by_text.pooled, by_ids.pooled):
+        for vectors in (by_text.pooled.rows(), by_ids.pooled.rows()):
             assert vectors is not None and len(vectors) == len(TEXTS)
             for got, want in zip(vectors, expected, strict=True):
                 assert cosine(got, want.tolist()) >= 0.9999
@@ -89,7 +89,7 @@ async def test_rerank_scores_equal_the_cross_encoder(cross_encoder: Path) -> Non
     try:
         chunk = await backend.pool(RerankRequest("r1", QUERY, tuple(DOCUMENTS)))
         assert chunk.pooled is not None
-        assert [row[0] for row in chunk.pooled] == pytest.approx(expected.tolist(), abs=1e-5)
+        assert chunk.pooled.firsts() == pytest.approx(expected.tolist(), abs=1e-5)
         assert chunk.usage is not None and chunk.usage.prompt_tokens > 0
     finally:
         backend.stop()
