@@ -7,7 +7,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from backends.errors import (
     BackendUnavailable,
@@ -46,13 +46,19 @@ class Secrets:
         return message[:_MAX_MESSAGE]
 
 
-def transport_error(exc: httpx.HTTPError) -> ServiceError:
-    """A request that got no HTTP answer."""
-    if isinstance(exc, httpx.PoolTimeout):
+def transport_error(exc: BaseException, pool: bool = False) -> ServiceError:
+    """A request that got no HTTP answer (``pool``: it waited for a free connection past its limit)."""
+    if pool:
         return BackendUnavailable("Too many requests are waiting for this model's endpoint; retry.")
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError):  # aiohttp's connection and socket timeouts are TimeoutErrors
         return UpstreamTimeout("The model endpoint did not answer in time.")
     return BackendUnavailable("The model endpoint is unreachable; retry.")
+
+
+def pool_exhausted(exc: BaseException, waited_s: float, limit_s: float) -> bool:
+    """Whether a connection timeout came from waiting ``limit_s`` for a free connection of the pool
+    (aiohttp's ``connect`` timeout) rather than from opening one (its shorter ``sock_connect``)."""
+    return isinstance(exc, aiohttp.ConnectionTimeoutError) and waited_s >= 0.9 * limit_s
 
 
 def status_error(status: int, body: object, *, chat: bool, secrets: Secrets, model: str) -> ServiceError:
@@ -79,15 +85,18 @@ def status_error(status: int, body: object, *, chat: bool, secrets: Secrets, mod
     return BackendUnavailable("This model's endpoint failed; retry.")
 
 
-async def read_error_body(response: httpx.Response) -> bytes:
+async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
     body = b""
     try:
-        async for part in response.aiter_bytes():
+        while len(body) < _MAX_ERROR_BODY and (
+            part := await response.content.read(_MAX_ERROR_BODY - len(body))
+        ):
             body += part
-            if len(body) >= _MAX_ERROR_BODY:
-                break
-    except httpx.HTTPError:
+    except (aiohttp.ClientError, TimeoutError):
         pass  # the status is what matters; the message is a courtesy
     finally:
-        await response.aclose()
-    return body[:_MAX_ERROR_BODY]
+        if response.content.at_eof():
+            response.release()  # read to its end: the connection is kept for the next request
+        else:
+            response.close()
+    return body

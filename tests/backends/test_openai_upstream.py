@@ -663,6 +663,26 @@ async def test_an_upstream_silent_before_the_first_byte_times_out(
     assert chunks == [] and isinstance(error, UpstreamTimeout) and len(upstream.requests) == 1
 
 
+async def test_a_request_that_finds_every_connection_busy_past_its_wait_is_refused_as_overloaded(
+    upstream: FakeUpstream, make_backend: Make
+) -> None:
+    events = [chat_event(0, f"{i} ") for i in range(20)] + [chat_event(0, "end", "stop")]
+    upstream.default = sse_reply(events, delay_s=0.1)  # 2 s of answer, never silent for long
+    backend = await make_backend(
+        upstream.url, max_connections=1, read_timeout_s=0.5, connect_timeout_s=0.2, retries=2
+    )
+    holding = asyncio.create_task(run(backend, chat()))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    chunks, error = await run(backend, chat())
+    waited = time.monotonic() - started
+    assert chunks == [] and isinstance(error, BackendUnavailable), error
+    assert "Too many requests are waiting" in error.message and 0.6 <= waited < 1.5  # once, not retried
+    held, held_error = await holding
+    assert held_error is None and "".join(c.choices[0].text for c in held if c.choices).endswith("end")
+    assert len(upstream.requests) == 1
+
+
 async def test_a_stream_cut_mid_way_ends_with_an_error_after_the_chunks_sent(
     upstream: FakeUpstream, make_backend: Make
 ) -> None:
