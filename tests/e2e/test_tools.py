@@ -286,7 +286,7 @@ def test_json_schema_answers_always_fit_their_schema(gateway: Gateway) -> None:
 
     jobs = [(p, s) for p in PROMPTS for s in range(len(SCHEMAS))]
     assert len(PROMPTS) == 50 and len(jobs) == 250
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:  # the engine's whole batch
         results = list(pool.map(ask, jobs))
     finished = [(s, text) for reason, s, text in results if reason == "stop"]
     for s, text in finished:
