@@ -25,6 +25,7 @@ from backends.errors import (
 __all__ = [
     "AuthenticationFailed",
     "CatalogAttached",
+    "ClientGone",
     "BackendUnavailable",
     "ContextLengthExceeded",
     "CountersUnavailable",
@@ -123,6 +124,10 @@ class ModelStarting(ServiceError):
         )
         error.headers = {"retry-after": _retry_after(retry_after_s)}
         return error
+
+
+class ClientGone(ServiceError):
+    """The client closed its connection before its answer started; nobody reads the status (nginx's 499)."""
 
 
 class ShuttingDown(ServiceError):
@@ -227,6 +232,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     InsufficientCapacity: (409, _INVALID, "insufficient_chips"),
     CatalogAttached: (409, _INVALID, "catalog_attached"),
     RequestTooLarge: (413, _INVALID, "request_too_large"),
+    ClientGone: (499, _INVALID, "client_closed_request"),
     Overloaded: (503, "service_unavailable", "model_overloaded"),
     TenantOverShare: (429, "requests", "tenant_over_share"),
     ModelSaturated: (503, "service_unavailable", "model_overloaded"),

@@ -33,12 +33,13 @@ from gateway.api.deps import (
     get_placement,
     get_utilization,
 )
+from gateway.api.disconnect import unless_gone
 from gateway.api.dispatch import Failed, dispatch
 from gateway.billing.admission import Admission
 from gateway.billing.metering import Meter, Progress
 from gateway.catalog.policy import ServiceTier
 from gateway.catalog.routing import RoutedModel
-from gateway.errors import InvalidRequest, Overloaded, PermissionDenied, ServiceError
+from gateway.errors import ClientGone, InvalidRequest, Overloaded, PermissionDenied, ServiceError
 from gateway.placement.state import PlacementRequest
 from gateway.streaming import StreamEncoder, close_chunks, sse_stream
 from gateway.tenancy.keystore import Principal
@@ -207,14 +208,20 @@ async def run_call(
     if utilization is not None:
         utilization.waiting(call.model.name, +1)
     try:
-        answer = await dispatch(
-            call.model,
-            generation,
-            principal.tenant,
-            placement_request(call),
-            get_model_gates(request),
-            get_placement(request),
+        answer = await unless_gone(
+            request.receive,
+            dispatch(
+                call.model,
+                generation,
+                principal.tenant,
+                placement_request(call),
+                get_model_gates(request),
+                get_placement(request),
+            ),
         )
+    except ClientGone:  # left the queue, freed its slot, aborted in the engine: nothing was sent
+        meter.settle_nowait(Progress(), "cancelled", ClientGone.__name__)
+        raise
     except Failed as failed:
         meter.placed(failed.route, failed.attempts)
         error = failed.error

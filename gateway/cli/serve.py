@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from gateway.serving.serve_runtime import ServeRuntime
 
 logger = logging.getLogger("maas")
+KEEP_ALIVE_S = 75
+"""How long an idle client connection stays open (seconds)."""
 
 
 def _progress(message: str) -> None:
@@ -214,6 +216,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,  # after the drain: connections left open by clients
+            # Longer than the idle timeouts of the clients and load balancers in front (60 s is common):
+            # the side that closes an idle connection must be the client, or a request sent just as
+            # the gateway closes it fails (uvicorn's default is 5 s).
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         server = DrainingServer(
             config,

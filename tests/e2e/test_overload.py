@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections import Counter
 
@@ -14,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import MODEL, Gateway
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("idle_model")]
 
 # models.yaml: one replica taking 16 at once, 48 more waiting in the gateway.
 ADMITTED = 64
@@ -39,6 +40,32 @@ def requests_total(gateway: Gateway, tenant: str) -> Counter[str]:
         if labels.get("tenant") == tenant:
             counts[labels["status"]] += int(float(match["value"]))
     return counts
+
+
+def model_load(gateway: Gateway) -> tuple[float, float]:
+    """The model's requests waiting for their first token, and those its replicas hold, as /metrics says."""
+    text = httpx.get(gateway.base_url + "/metrics").text
+    queued = re.findall(rf'^maas_requests_queued\{{model="{re.escape(MODEL)}"\}} (\S+)$', text, re.MULTILINE)
+    running = re.findall(
+        rf'^maas_requests_in_flight\{{[^}}]*model="{re.escape(MODEL)}"[^}}]*\}} (\S+)$', text, re.MULTILINE
+    )
+    return sum(map(float, queued)), sum(map(float, running))
+
+
+def wait_until_idle(gateway: Gateway, timeout_s: float) -> tuple[float, float]:
+    """Poll until the model holds and queues nothing (or ``timeout_s`` passes); its last load."""
+    deadline = time.monotonic() + timeout_s
+    load = model_load(gateway)
+    while load != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        load = model_load(gateway)
+    return load
+
+
+@pytest.fixture
+def idle_model(gateway: Gateway) -> None:
+    """Each test here starts on an idle model, whatever the one before left running."""
+    assert wait_until_idle(gateway, 120) == (0, 0)
 
 
 async def flood(
@@ -159,3 +186,65 @@ def test_a_tenants_priority_request_passes_its_own_queued_flex_requests_on_the_r
     priority, flex = asyncio.run(run())
     after = [t for t in flex if t > priority]
     assert len(after) >= 5, (len(after), sorted(flex), priority)
+
+
+def test_requests_whose_clients_give_up_leave_the_queue_and_the_engine_at_once(gateway: Gateway) -> None:
+    """64 long answers fill the replica (16) and the queue (48); their clients time out after 3 s. Each
+    wait is cancelled as its connection closes: the model is idle again within seconds (served to nobody,
+    the 64 would hold it for a minute or more) and each request has its one record, cancelled, unbilled."""
+    key = gateway.create_key("gives-up")
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+        "max_tokens": 512,
+        "ignore_eos": True,
+    }
+
+    async def give_up(client: httpx.AsyncClient) -> BaseException | None:
+        try:
+            await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+        except httpx.TimeoutException as exc:
+            return exc
+        return None
+
+    async def run() -> list[BaseException | None]:
+        limits = httpx.Limits(max_connections=ADMITTED, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=gateway.base_url, limits=limits, timeout=3.0) as client:
+            return await asyncio.gather(*(give_up(client) for _ in range(ADMITTED)))
+
+    gave_up = asyncio.run(run())
+    assert all(isinstance(exc, httpx.ReadTimeout) for exc in gave_up), gave_up
+    assert wait_until_idle(gateway, 10) == (0, 0)
+    counts = requests_total(gateway, "gives-up")
+    assert counts == {"cancelled": ADMITTED}, counts
+    usage = httpx.get(gateway.base_url + "/v1/usage", headers={"Authorization": f"Bearer {key}"})
+    assert usage.status_code == 200, usage.text
+    [row] = usage.json()["data"]  # the tenant's whole usage: 64 requests, nothing billed
+    assert row["requests"] == ADMITTED and row["prompt_tokens"] == row["completion_tokens"] == 0, row
+    assert float(row["cost"]) == 0, row
+
+
+def test_a_kept_alive_connection_idle_for_seconds_still_takes_the_next_request(gateway: Gateway) -> None:
+    """Clients and load balancers reuse idle connections: the gateway keeps one open longer than they
+    wait between requests (uvicorn's 5 s default closes it, and a client sending just then gets an error)."""
+    host, port = gateway.base_url.removeprefix("http://").split(":")
+    request = f"GET /v1/models HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {gateway.key}\r\n\r\n"
+
+    def answer(conn: socket.socket) -> bytes:
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(65536) or b"<closed>"
+            assert not received.endswith(b"<closed>"), received
+        head, rest = received.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"(?i)content-length: (\d+)", head)[1])  # type: ignore[index]
+        while len(rest) < length:
+            rest += conn.recv(65536) or b"<closed>"
+            assert not rest.endswith(b"<closed>"), rest
+        return head
+
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(request.encode())
+        assert answer(conn).startswith(b"HTTP/1.1 200")
+        time.sleep(6.5)
+        conn.sendall(request.encode())  # the same connection, after longer than uvicorn's default
+        assert answer(conn).startswith(b"HTTP/1.1 200")
