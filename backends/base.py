@@ -236,6 +236,9 @@ class GenerationChunk:
     engine_seconds: float | None = None
     """On the first chunk a replica sends: how long its backend took to produce it (a whole answer: all
     of it), so the gateway can count everything else, the hop to the replica included, as overhead."""
+    keepalive: bool = False
+    """Carries nothing: a replica building a whole answer says its engine is still generating (at most
+    every ``KEEPALIVE_S``), so the gateway's stall watchdog does not cut a long answer; never shown."""
 
 
 def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
@@ -249,7 +252,9 @@ def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
     usage: Usage | None = None
     pooled: Vectors | None = None
     engine_seconds: float | None = None
+    merged = keepalives = 0
     for chunk in chunks:
+        merged, keepalives = merged + 1, keepalives + chunk.keepalive
         if engine_seconds is None:
             engine_seconds = chunk.engine_seconds
         for delta in chunk.choices:
@@ -277,6 +282,7 @@ def merge_chunks(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
         usage=usage,
         pooled=pooled,
         engine_seconds=engine_seconds,
+        keepalive=0 < merged == keepalives,  # keepalives alone: still nothing to show
     )
 
 

@@ -5,7 +5,8 @@ installation) when the replica was deployed with an invite, and through Serve's 
 ``DeploymentHandle`` (``generate``) otherwise or meanwhile. Every
 chunk that crosses the handle costs CPU (about 1.5 ms here), so on that path the replica coalesces: chunks
 that pile up while the previous one is still being sent go out merged as one, and a whole (non-streamed)
-answer goes out as a single chunk. No chunk is ever delayed on purpose.
+answer goes out as a single chunk (with a keepalive every quarter second while its engine progresses).
+No chunk is ever delayed on purpose.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 _END = object()
 EXIT_DELAY_S = 0.5  # after its engine died, before the replica's process ends
+KEEPALIVE_S = 0.25
+"""While a whole answer is generated, how often at most the replica says its engine is progressing: well
+below any deployment's ``stall_timeout_s`` (at least 1 s), one token's time included."""
 
 
 async def coalesce(source: AsyncIterator[GenerationChunk]) -> AsyncIterator[GenerationChunk]:
@@ -70,7 +74,13 @@ async def timed(
     false), the first chunk stamped with the backend's own time."""
     started = time.perf_counter()
     if whole:
-        merged = merge_chunks([chunk async for chunk in source])
+        pieces, said = [], started
+        async for chunk in source:
+            pieces.append(chunk)
+            if (now := time.perf_counter()) - said >= KEEPALIVE_S:  # the engine made progress: say so
+                said = now
+                yield GenerationChunk(keepalive=True)
+        merged = merge_chunks(pieces)
         merged.engine_seconds = time.perf_counter() - started
         yield merged
         return

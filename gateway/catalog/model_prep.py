@@ -1,8 +1,9 @@
 """Make every catalog model's weights ready on disk before replicas start, with progress.
 
 Conversion and tiny-checkpoint builds run in a child process (``backends.model_sources``) so the gateway
-never imports torch. Each prepared model gets one folder per content hash under the models directory; the
-child writes it next to its final name and renames it, so a folder that exists is complete.
+never imports torch. Prepared weights get one folder per content hash under the models directory, shared by
+the catalog entries that use them; the child writes it next to its final name and renames it, so a folder
+that exists is complete.
 """
 
 from __future__ import annotations
@@ -46,7 +47,20 @@ def weights_path(model: ModelEntry, models_dir: Path) -> Path | str:
     if isinstance(weights, TinyRandomWeights):
         identity = _tiny_identity(model, weights)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
-    return models_dir / f"{model.name}-{digest}"
+    # Named by what it holds, not by the model: catalog entries with the same weights (a model served
+    # under another name, with another reasoning parser or pricing) share one folder, prepared once.
+    return models_dir / f"{_stem(weights)}-{digest}"
+
+
+def _stem(weights: GgufPackageWeights | ZipPackageWeights | TinyRandomWeights) -> str:
+    """A readable start of a prepared folder's name: the file or package it comes from."""
+    if isinstance(weights, GgufPackageWeights):
+        name = PurePosixPath(weights.file).name.removesuffix(".gguf")
+    elif isinstance(weights, ZipPackageWeights):
+        name = weights.package
+    else:
+        name = f"tiny-{weights.architecture}"
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower())
 
 
 def _tiny_identity(model: ModelEntry, weights: TinyRandomWeights) -> str:

@@ -93,9 +93,11 @@ class Deployment(Strict):
 
     stall_timeout_s: float = Field(
         default=120,
-        gt=0,
+        ge=1,
         le=3600,
-        description="A request whose replica sends nothing for this long (a hung replica) ends with 504.",
+        description="A request whose replica sends nothing for this long (a hung replica) ends with 504. "
+        "A replica generating a whole (non-streamed) answer says every quarter second that it progresses, "
+        "so a long answer is not cut.",
     )
     tokens_per_second: float | None = Field(
         default=None,

@@ -1,5 +1,7 @@
 """A replica that stops answering (hung, not dead) must not hang its callers: a stream that brings no
-chunk for ``timeout_s`` ends with a 504 and is closed, which aborts the request in the replica.
+chunk for ``timeout_s`` ends with a 504 and is closed, which aborts the request in the replica. A replica
+building a whole (non-streamed) answer sends keepalive chunks while its engine progresses: they restart the
+timer and go no further, so a long answer is not taken for a hung replica.
 
 Serve's health check takes a hung replica out in the end; this bounds what each request waits meanwhile.
 """
@@ -36,7 +38,8 @@ async def within(
                 raise UpstreamTimeout(
                     f"The model replica sent nothing for {timeout_s:.0f} s and was given up on; retry."
                 ) from None
-            yield chunk
+            if not chunk.keepalive:  # a whole answer's engine is progressing: the timer restarts
+                yield chunk
     finally:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:

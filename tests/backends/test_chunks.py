@@ -115,3 +115,31 @@ async def test_replica_stamps_the_backends_own_time_on_the_first_chunk_only() ->
     (whole,) = [chunk async for chunk in timed(slow_source(0.05, 3), whole=True)]
     assert whole.engine_seconds is not None and whole.engine_seconds >= 0.15  # all of a whole answer
     assert whole.choices[0].text == "t0t1t2"
+
+
+async def test_a_long_whole_answer_says_its_engine_progresses_and_a_hung_one_says_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("backends.replica.KEEPALIVE_S", 0.05)
+    sent = [chunk async for chunk in timed(slow_source(0.03, 8), whole=True)]  # 0.24 s of generation
+    *keepalives, whole = sent
+    assert 2 <= len(keepalives) <= 4 and all(c.keepalive and not c.choices for c in keepalives)
+    assert not whole.keepalive and whole.choices[0].text == "".join(f"t{i}" for i in range(8))
+
+    async def hung() -> AsyncIterator[GenerationChunk]:
+        yield GenerationChunk([ChoiceDelta(0, "t0")])
+        await asyncio.sleep(0.3)  # the engine stopped: nothing progresses
+        yield GenerationChunk([ChoiceDelta(0, "t1")])
+
+    stream = timed(hung(), whole=True)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await anext(stream)  # no keepalive while nothing is generated
+    await stream.aclose()
+
+
+def test_a_keepalive_merged_with_content_is_content_and_keepalives_alone_stay_one() -> None:
+    keepalive = GenerationChunk(keepalive=True)
+    assert not merge_chunks([keepalive, chunk(0, "a")]).keepalive
+    assert merge_chunks([keepalive, keepalive]).keepalive
+    assert not merge_chunks([]).keepalive

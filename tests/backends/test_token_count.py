@@ -11,6 +11,8 @@ import pytest
 from backends.base import ChatMessage, ChatPrompt, TextPrompt, TokenPrompt
 from backends.chat_templates import TEMPLATES, get_template
 from backends.token_count import FALLBACK_PER_MESSAGE, PromptCounter, load_prompt_counter
+from gateway.catalog.model_prep import prepare_model
+from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
 
 MESSAGES = [
@@ -25,10 +27,9 @@ MESSAGES = [
 
 
 def prepared_model_folder() -> Path:
-    folders = sorted((REPO / ".cache" / "models").glob("smollm2-135m-instruct-*/tokenizer.json"))
-    if not folders:
-        pytest.skip("the SmolLM2 folder is prepared by the e2e tests (maas serve) first")
-    return folders[-1].parent
+    """The default catalog's SmolLM2, prepared as `maas serve` does (once; the e2e tests reuse it)."""
+    model = load_catalog(REPO / "models.yaml").models[0]
+    return Path(prepare_model(model, REPO / ".cache" / "models", lambda line: None))
 
 
 @pytest.mark.parametrize("messages", MESSAGES)

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import yaml
 
-from gateway.catalog.model_prep import prepare_model
+from gateway.catalog.model_prep import prepare_model, weights_path
 from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
 from tests.e2e.vllm_upstream import Upstream, running_upstream
@@ -232,6 +232,6 @@ def tokenizer(gateway: Gateway) -> object:
     """The served model's own tokenizer, from the folder the gateway prepared."""
     from transformers import AutoTokenizer
 
-    folders = sorted(gateway.models_dir.glob(f"{MODEL}-*/config.json"))
-    assert folders, f"no prepared model folder under {gateway.models_dir}"
-    return AutoTokenizer.from_pretrained(folders[-1].parent)
+    folder = Path(weights_path(load_catalog(REPO / "models.yaml").models[0], gateway.models_dir))
+    assert (folder / "config.json").is_file(), f"no prepared model folder at {folder}"
+    return AutoTokenizer.from_pretrained(folder)

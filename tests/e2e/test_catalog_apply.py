@@ -68,6 +68,8 @@ def test_models_are_added_and_removed_without_a_restart(gateway: Gateway, tmp_pa
     base = yaml.safe_load((REPO / "models.yaml").read_text())
     with_r1 = yaml.safe_load((REPO / "models.yaml").read_text())
     r1 = dict(with_r1["models"][0], name="smollm2-r1", aliases=["r1"], reasoning="deepseek_r1")
+    # A replica silent for 2 s is taken for hung: a whole answer that takes longer must still arrive.
+    r1["deployments"] = [dict(r1["deployments"][0], stall_timeout_s=2)]
     with_r1["models"].append(r1)
 
     assert "added: smollm2-r1" in apply(gateway, admin, with_r1, tmp_path)
@@ -84,6 +86,14 @@ def test_models_are_added_and_removed_without_a_restart(gateway: Gateway, tmp_pa
     deltas = [c.choices[0].delta for c in stream if c.choices]
     streamed_reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
     assert streamed_reasoning == "5 plus 5 is 10." and "".join(d.content or "" for d in deltas) == "10"
+
+    # A non-streamed answer of 150 tokens takes seconds here (3 to 8), longer than the deployment's stall
+    # bound; the replica says its engine progresses meanwhile, so the answer is not cut with a 504.
+    long = client.completions.create(
+        model="r1", prompt="Once upon a time", max_tokens=150, extra_body={"ignore_eos": True}
+    )
+    assert long.usage is not None and long.usage.completion_tokens == 150
+    assert long.choices[0].finish_reason == "length"
 
     # Two tenants over the two models: the Prometheus counters equal the ledger's totals.
     keys = {tenant: gateway.create_key(tenant) for tenant in ("two-a", "two-b")}

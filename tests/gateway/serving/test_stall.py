@@ -50,3 +50,14 @@ async def test_the_first_chunk_may_take_a_start_wait_longer_than_the_stall_bound
 
     texts = [c.choices[0].text async for c in within(starting(), 0.1, "m", first_timeout_s=1.0)]
     assert texts == ["0", "1", "2"]
+
+
+async def test_a_whole_answer_longer_than_the_stall_bound_arrives_while_its_engine_progresses() -> None:
+    async def whole_answer() -> AsyncIterator[GenerationChunk]:
+        for _ in range(5):  # 0.5 s of generation, a keepalive each 0.1 s, the bound 0.2 s
+            await asyncio.sleep(0.1)
+            yield GenerationChunk(keepalive=True)
+        yield GenerationChunk(choices=[ChoiceDelta(0, "the answer")])
+
+    received = [chunk async for chunk in within(whole_answer(), 0.2, "m")]
+    assert [c.choices[0].text for c in received] == ["the answer"]  # keepalives go no further
