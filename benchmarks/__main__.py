@@ -47,10 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         sub.choices[name].add_argument(
             "--rounds", type=int, default=2, help="interleaved rounds of both systems, summarised together"
         )
-    profiling = sub.add_parser("profile", help="yappi profile of the gateway front under overhead load")
+    profiling = sub.add_parser("profile", help="where the gateway front's CPU goes under overhead load")
     profiling.add_argument("--results-dir", type=Path, default=RESULTS)
     profiling.add_argument(
         "--path", choices=["replica", "upstream"], default="replica", help="the gateway path to profile"
+    )
+    profiling.add_argument(
+        "--sampler",
+        choices=["yappi", "py-spy"],
+        default="yappi",
+        help="yappi: every call counted (call-heavy code looks dearer); py-spy: sampled, real shares",
     )
     soak = sub.add_parser(
         "soak", help="mixed traffic with faults injected at random, then the ledger reconciled"
@@ -84,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown(loaded))
         return 0
     if args.command == "profile":
-        from benchmarks import profile
+        from benchmarks import profile, sampled_profile
 
-        print(json.dumps(profile.run(args.results_dir, command, args.path), indent=2))
+        runner = sampled_profile.run if args.sampler == "py-spy" else profile.run
+        print(json.dumps(runner(args.results_dir, command, args.path), indent=2))
         return 0
     if args.command == "pools":
         from benchmarks import pools as pools_run
