@@ -32,7 +32,7 @@ from benchmarks.venvs import ensure_venv
 logger = logging.getLogger(__name__)
 
 CELLS = (("nonstream", 1), ("stream", 1), ("nonstream", 32))
-DURATION_S = 10.0
+DURATION_S = 10
 RATE_HZ = 1000
 
 # Where a sample's innermost frame is, by its file: the first pattern that matches names the package.
@@ -183,7 +183,16 @@ def _sample(
             run_loadgen(spec)  # warm: connections open, code paths run once
             raw_path = work / f"spy-{label}-{name}-c{concurrency}.raw"
             sampler = subprocess.Popen(
-                [str(spy), "record", "-p", str(gateway.server.pid), "-r", str(RATE_HZ), "-d", str(DURATION_S)]
+                [
+                    str(spy),
+                    "record",
+                    "-p",
+                    str(gateway.server.pid),
+                    "-r",
+                    str(RATE_HZ),
+                    "-d",
+                    str(int(DURATION_S)),
+                ]
                 + ["-f", "raw", "-o", str(raw_path), "--threads", "--nonblocking"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
