@@ -20,6 +20,7 @@ import yaml
 from benchmarks.cells import run_loadgen
 from benchmarks.loadgen import LoadSpec
 from benchmarks.maas_server import MODELS_DIR, start_maas
+from benchmarks.machine import machine_info, versions
 from benchmarks.procs import REPO, VENV_PYTHON, Server, free_port, start_server
 
 CATALOG = REPO / "models.yaml"
@@ -136,6 +137,7 @@ def _cell(base_url: str, headers: dict[str, str], concurrency: int, quick: bool)
 def run(quick: bool, results_dir: Path, command: str, rounds: int = 2) -> dict[str, Any]:
     """Both systems up at once (each idles while the other is measured); cells interleaved, the order of
     the two systems swapped every round, so a busy neighbour on the machine hits both alike."""
+    machine = machine_info()  # before any load: the load average at the start, CPU features, fsync
     log_dir = results_dir / "logs"
     folder = _folder()
     engine = _entry()["deployments"][0]["engine"]
@@ -164,6 +166,8 @@ def run(quick: bool, results_dir: Path, command: str, rounds: int = 2) -> dict[s
         "benchmark": "embeddings",
         "command": command,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine,
+        "versions": versions(),
         "model": MODEL,
         "inputs_per_request": INPUTS_PER_REQUEST,
         "engine": engine,

@@ -5,7 +5,9 @@
 yappi (``benchmarks.profile``) hooks every call, so call-heavy code (prometheus' ``labels``, generators)
 looks several times dearer than it is; a sampler reads the stacks 1,000 times a second from outside and
 slows nothing down, so its shares are the real ones. Idle stacks (a thread waiting in ``epoll`` or on a
-lock) are left out: what is counted is time on the CPU or in a system call. Each cell's report,
+lock) are left out: what is counted is time on the CPU or in a system call; a system call's time (a socket
+send, on loopback the receiver's TCP work too) counts for the Python frame that made it, and uvloop's own C
+code for ``Runner.run``. Each cell's report,
 ``benchmarks/results/spy-<path>-<scenario>-c<N>.txt``, gives the samples per thread, the event loop's own
 time by the package its innermost frame is in, the inclusive time of the request path's stages, and the top
 functions.
@@ -62,7 +64,8 @@ PACKAGES = (
     ("backends", "backends/"),
 )
 # Stages of the request path, counted inclusively (a sample counts for every stage on its stack): a part of
-# "file:Class.function" as py-spy names frames.
+# "file:Class.function" as py-spy names frames. py-spy cuts deep stacks at the top (the ASGI middlewares'
+# coroutine chain is deep), so outer stages count low: the packages above are the sure figures.
 STAGES = (
     ("HTTP in (uvicorn, request parsing)", "httptools_impl.py:HttpToolsProtocol.data_received"),
     ("ASGI app (everything under the route)", "fastapi/applications.py:FastAPI.__call__"),
@@ -93,7 +96,9 @@ def _frames(stack: str) -> tuple[str, list[tuple[str, str]]]:
     return parts[0], frames
 
 
-def _package(file: str) -> str:
+def _package(file: str, function: str) -> str:
+    if function == "Runner.run":  # uvloop's loop is C under this frame: polling, callbacks, socket reads
+        return "the loop itself (uvloop, in C: polls, callbacks, socket reads)"
     for name, pattern in PACKAGES:
         if pattern in file:
             return name
@@ -113,6 +118,8 @@ def summarize(raw: str, title: str) -> str:
             continue
         n = int(count)
         thread, frames = _frames(stack)
+        if frames and frames[-1][0].endswith("threading.py") and frames[-1][1].endswith(".wait"):
+            continue  # a thread waiting on a lock or condition is idle (py-spy's --nonblocking counts it)
         name = thread.split(": ", 1)[-1]  # "thread (TID): NAME"
         kind = "event loop" if name == "MainThread" else name
         threads[kind] += n
@@ -126,7 +133,7 @@ def summarize(raw: str, title: str) -> str:
         own[f"{file.split('site-packages/')[-1]}:{function}"] += n
         if kind == "event loop":
             loop_samples += n
-            packages[_package(file)] += n
+            packages[_package(file, function)] += n
     total = sum(threads.values())
     lines = [
         title,
@@ -139,7 +146,7 @@ def summarize(raw: str, title: str) -> str:
     lines += [
         f"{n:7d}  {100 * n / max(1, loop_samples):5.1f} %  {name}" for name, n in packages.most_common()
     ]
-    lines += ["", "## stages of the request path (inclusive, every thread)", ""]
+    lines += ["", "## stages of the request path (inclusive, every thread; outer ones count low)", ""]
     lines += [f"{stages[name]:7d}  {100 * stages[name] / max(1, total):5.1f} %  {name}" for name, _ in STAGES]
     lines += ["", "## top 40 functions by own samples", ""]
     lines += [f"{n:7d}  {100 * n / max(1, total):5.1f} %  {name}" for name, n in own.most_common(40)]

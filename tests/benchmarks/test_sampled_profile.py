@@ -16,6 +16,9 @@ RAW = "\n".join(
         "Logger.info (/py/lib/python3.11/logging/__init__.py:1489) 10",
         "thread (2): maas-ledger;Thread.run (/py/lib/python3.11/threading.py:982);"
         "LedgerWriter._run (/repo/gateway/billing/ledger/writer.py:60) 20",
+        "thread (2): maas-ledger;Thread.run (/py/lib/python3.11/threading.py:982);"
+        "Condition.wait (/py/lib/python3.11/threading.py:327) 500",
+        "thread (1): MainThread;Runner.run (/py/lib/python3.11/asyncio/runners.py:118) 20",
         "not a sample line",
     ]
 )
@@ -24,10 +27,11 @@ RAW = "\n".join(
 def test_samples_are_grouped_by_thread_package_and_stage() -> None:
     report = summarize(RAW, "# title")
     assert report.startswith("# title\n")
-    assert "samples on the CPU: 60" in report
-    assert "     40   66.7 %  event loop" in report and "     20   33.3 %  maas-ledger" in report
-    # The loop's samples by their innermost frame: dispatch's 30, the log line's 10.
-    assert "     30   75.0 %  gateway.api" in report and "     10   25.0 %  logging" in report
-    assert "     40   66.7 %  run_call" in report  # inclusive: both loop stacks pass through it
-    assert "     10   16.7 %  metering (record, metrics, log)" in report
-    assert "     20   33.3 %  ledger writer thread" in report
+    assert "samples on the CPU: 80" in report  # the writer's 500 idle samples left out
+    assert "     60   75.0 %  event loop" in report and "     20   25.0 %  maas-ledger" in report
+    # The loop's samples by their innermost frame: dispatch's 30, the log line's 10, uvloop's 20.
+    assert "     30   50.0 %  gateway.api" in report and "     10   16.7 %  logging" in report
+    assert "     20   33.3 %  the loop itself (uvloop" in report
+    assert "     40   50.0 %  run_call" in report  # inclusive: two loop stacks pass through it
+    assert "     10   12.5 %  metering (record, metrics, log)" in report
+    assert "     20   25.0 %  ledger writer thread" in report
