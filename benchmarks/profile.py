@@ -19,6 +19,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +50,26 @@ def _wait_for(path: Path, timeout_s: float = 60) -> None:
     time.sleep(0.5)  # the .txt is written after the .pstat
 
 
-def run(results_dir: Path, command: str, path: str = "replica") -> dict[str, Any]:
+Profiler = Callable[[Path, str, Path, list[dict[str, Any]], str, str], dict[str, Any]]
+"""Profiles a gateway serving ``models``: (results folder, command, work folder, models, the model to
+load, the path's label: ``""`` for the replica path, ``"upstream-"``) -> summary."""
+
+
+def run(
+    results_dir: Path, command: str, path: str = "replica", profiler: Profiler | None = None
+) -> dict[str, Any]:
     """Profile the gateway front on the replica path, or (``path="upstream"``) the in-gateway
-    openai_upstream path in front of the mock upstream."""
+    openai_upstream path in front of the mock upstream; with yappi unless another ``profiler`` is given."""
+    profile = profiler or _profile
     work = Path(tempfile.mkdtemp(prefix="maas-bench-profile-"))
     weights, catalog, engine = bench_catalog(work)
     if path == "replica":
-        return _profile(results_dir, command, work, catalog["models"], "bench", "")
+        return profile(results_dir, command, work, catalog["models"], "bench", "")
     with mock_upstream(engine.model_dump(), work / "logs") as mock:
         models, _, unavailable = openai_upstream_models(weights, f"{mock.base_url}/v1")
         if unavailable:
             raise RuntimeError(unavailable)
-        return _profile(results_dir, command, work, models, models[0]["name"], "upstream-")
+        return profile(results_dir, command, work, models, models[0]["name"], "upstream-")
 
 
 def _profile(

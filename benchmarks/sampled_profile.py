@@ -20,15 +20,14 @@ import json
 import logging
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks import profile
 from benchmarks.cells import run_loadgen
 from benchmarks.loadgen import LoadSpec
 from benchmarks.maas_server import process_roles, start_maas
-from benchmarks.overhead import SCENARIOS, bench_catalog, openai_upstream_models, request_body, write_catalog
-from benchmarks.subjects import mock_upstream
+from benchmarks.overhead import SCENARIOS, request_body, write_catalog
 from benchmarks.venvs import ensure_venv
 
 logger = logging.getLogger(__name__)
@@ -156,20 +155,13 @@ def summarize(raw: str, title: str) -> str:
 def run(results_dir: Path, command: str, path: str = "replica") -> dict[str, Any]:
     """Sample the gateway front on the replica path, or (``path="upstream"``) the in-gateway
     openai_upstream path in front of the mock upstream."""
-    work = Path(tempfile.mkdtemp(prefix="maas-bench-spy-"))
-    weights, catalog, engine = bench_catalog(work)
-    if path == "replica":
-        return _sample(results_dir, command, work, catalog["models"], "bench", "replica")
-    with mock_upstream(engine.model_dump(), work / "logs") as mock:
-        models, _, unavailable = openai_upstream_models(weights, f"{mock.base_url}/v1")
-        if unavailable:
-            raise RuntimeError(unavailable)
-        return _sample(results_dir, command, work, models, models[0]["name"], "upstream")
+    return profile.run(results_dir, command, path, profiler=_sample)
 
 
 def _sample(
-    results_dir: Path, command: str, work: Path, models: list[dict[str, Any]], model: str, label: str
+    results_dir: Path, command: str, work: Path, models: list[dict[str, Any]], model: str, prefix: str
 ) -> dict[str, Any]:
+    label = prefix.rstrip("-") or "replica"
     spy = ensure_venv("sampler", ["py-spy>=0.4"]) / "bin" / "py-spy"
     gateway = start_maas(write_catalog(work, models), log_dir=work / "logs", models_dir=None)
     scenarios = {s.name: s for s in SCENARIOS}
