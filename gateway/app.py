@@ -36,7 +36,14 @@ from gateway.billing.admission import Admission, Counters, CounterStore
 from gateway.billing.ledger import Ledger
 from gateway.billing.overload import ModelGates
 from gateway.catalog.routing import ModelRouter
-from gateway.errors import InvalidRequest, OpenAIError, ServiceError, internal_error, openai_error
+from gateway.errors import (
+    CLIENT_CLOSED_REQUEST,
+    InvalidRequest,
+    OpenAIError,
+    ServiceError,
+    internal_error,
+    openai_error,
+)
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.utilization import UtilizationMeter
 from gateway.placement.live import LivePlacement
@@ -47,7 +54,6 @@ from gateway.tenancy.audit import AuditLog
 from gateway.tenancy.keystore import KeyStore
 
 logger = logging.getLogger(__name__)
-CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned (never sent)
 
 
 def _error_response(error: OpenAIError) -> JSONResponse:

@@ -24,6 +24,7 @@ from backends.errors import (
 
 __all__ = [
     "AuthenticationFailed",
+    "CLIENT_CLOSED_REQUEST",
     "CatalogAttached",
     "ClientGone",
     "BackendUnavailable",
@@ -55,6 +56,10 @@ __all__ = [
     "openai_error",
     "replica_lost",
 ]
+
+
+CLIENT_CLOSED_REQUEST = 499
+"""nginx's status for a request its client abandoned: logged and counted, never read by the client."""
 
 
 def _retry_after(seconds: float) -> str:
@@ -127,7 +132,7 @@ class ModelStarting(ServiceError):
 
 
 class ClientGone(ServiceError):
-    """The client closed its connection before its answer started; nobody reads the status (nginx's 499)."""
+    """The client closed its connection before its answer started (``CLIENT_CLOSED_REQUEST``)."""
 
 
 class ShuttingDown(ServiceError):
@@ -232,7 +237,7 @@ _OPENAI: dict[type[ServiceError], tuple[int, str, str | None]] = {
     InsufficientCapacity: (409, _INVALID, "insufficient_chips"),
     CatalogAttached: (409, _INVALID, "catalog_attached"),
     RequestTooLarge: (413, _INVALID, "request_too_large"),
-    ClientGone: (499, _INVALID, "client_closed_request"),
+    ClientGone: (CLIENT_CLOSED_REQUEST, _INVALID, "client_closed_request"),
     Overloaded: (503, "service_unavailable", "model_overloaded"),
     TenantOverShare: (429, "requests", "tenant_over_share"),
     ModelSaturated: (503, "service_unavailable", "model_overloaded"),
