@@ -1,4 +1,4 @@
-"""Shared fixtures: paths and a catalog file factory."""
+"""Shared fixtures: paths, a catalog file factory and the default catalog's prepared SmolLM2."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from gateway.catalog.model_prep import prepare_model
+from gateway.catalog.schema import load_catalog
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,3 +30,11 @@ def write_catalog(tmp_path: Path) -> Callable[[object], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def smollm2_weights() -> Path:
+    """The SmolLM2 folder the default catalog serves, prepared as `maas serve` does (converted once into
+    .cache/models, where the e2e gateways find it)."""
+    model = load_catalog(REPO / "models.yaml").models[0]
+    return Path(prepare_model(model, REPO / ".cache" / "models", lambda line: None))

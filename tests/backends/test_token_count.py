@@ -11,9 +11,6 @@ import pytest
 from backends.base import ChatMessage, ChatPrompt, TextPrompt, TokenPrompt
 from backends.chat_templates import TEMPLATES, get_template
 from backends.token_count import FALLBACK_PER_MESSAGE, PromptCounter, load_prompt_counter
-from gateway.catalog.model_prep import prepare_model
-from gateway.catalog.schema import load_catalog
-from tests.conftest import REPO
 
 MESSAGES = [
     [{"role": "user", "content": "What is the capital of France?"}],
@@ -26,17 +23,13 @@ MESSAGES = [
 ]
 
 
-def prepared_model_folder() -> Path:
-    """The default catalog's SmolLM2, prepared as `maas serve` does (once; the e2e tests reuse it)."""
-    model = load_catalog(REPO / "models.yaml").models[0]
-    return Path(prepare_model(model, REPO / ".cache" / "models", lambda line: None))
-
-
 @pytest.mark.parametrize("messages", MESSAGES)
-def test_chat_prompt_count_equals_transformers_with_the_template(messages: list[dict[str, str]]) -> None:
+def test_chat_prompt_count_equals_transformers_with_the_template(
+    messages: list[dict[str, str]], smollm2_weights: Path
+) -> None:
     from transformers import AutoTokenizer
 
-    folder = prepared_model_folder()
+    folder = smollm2_weights
     expected = AutoTokenizer.from_pretrained(folder).apply_chat_template(
         messages, add_generation_prompt=True, tokenize=True, return_dict=False
     )

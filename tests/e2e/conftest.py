@@ -23,8 +23,6 @@ import psutil
 import pytest
 import yaml
 
-from gateway.catalog.model_prep import prepare_model, weights_path
-from gateway.catalog.schema import load_catalog
 from tests.conftest import REPO
 from tests.e2e.vllm_upstream import Upstream, running_upstream
 
@@ -204,13 +202,6 @@ def gateway_env(tmp_path_factory: pytest.TempPathFactory, name: str, **extra: st
 
 
 @pytest.fixture(scope="session")
-def smollm2_weights() -> Path:
-    """The SmolLM2 folder the default catalog serves (converted once into .cache/models)."""
-    model = load_catalog(REPO / "models.yaml").models[0]
-    return Path(prepare_model(model, REPO / ".cache" / "models", lambda line: None))
-
-
-@pytest.fixture(scope="session")
 def vllm_upstream(smollm2_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     """A real vLLM OpenAI server on loopback, shared by the modules that call one (``vllm_upstream``)."""
     with running_upstream(smollm2_weights, tmp_path_factory.mktemp("vllm-upstream"), free_port()) as server:
@@ -228,10 +219,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 @pytest.fixture(scope="session")
-def tokenizer(gateway: Gateway) -> object:
-    """The served model's own tokenizer, from the folder the gateway prepared."""
+def tokenizer(gateway: Gateway, smollm2_weights: Path) -> object:
+    """The served model's own tokenizer, from the folder the gateway serves it from."""
     from transformers import AutoTokenizer
 
-    folder = Path(weights_path(load_catalog(REPO / "models.yaml").models[0], gateway.models_dir))
-    assert (folder / "config.json").is_file(), f"no prepared model folder at {folder}"
-    return AutoTokenizer.from_pretrained(folder)
+    assert smollm2_weights.parent == gateway.models_dir  # the same prepared folder
+    return AutoTokenizer.from_pretrained(smollm2_weights)
