@@ -21,17 +21,23 @@ import contextlib
 import json
 import logging
 import os
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from backends.base import ChatPrompt, GenerationChunk, GenerationRequest, ModelSpec
 from backends.errors import BackendUnavailable, ServiceError, UpstreamTimeout
+from backends.http1 import (
+    ConnectFailed,
+    ConnectTimeout,
+    Disconnected,
+    Http1Pool,
+    HttpError,
+    PoolTimeout,
+    Response,
+)
 from backends.openai_upstream_options import MAX_BACKOFF_S, OpenAIUpstreamOptions
 from backends.openai_wire import (
     Answer,
@@ -43,7 +49,6 @@ from backends.upstream_checks import AnswerCheck, refuse_undeclared
 from backends.upstream_errors import (
     Misconfigured,
     Secrets,
-    pool_exhausted,
     read_error_body,
     status_error,
     transport_error,
@@ -53,14 +58,6 @@ from backends.upstream_usage import TokenCounter
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_BEFORE_ANSWER = (
-    aiohttp.ClientConnectorError,
-    aiohttp.ConnectionTimeoutError,
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientOSError,
-)
-"""Failures of a request that got no answer at all (no status line): retried."""
-_READ_BUFFER = 1 << 20  # an event may be long (logprobs of many choices)
 
 
 class OpenAIUpstreamBackend:
@@ -73,26 +70,10 @@ class OpenAIUpstreamBackend:
     def __init__(self, spec: ModelSpec, options: OpenAIUpstreamOptions) -> None:
         self.spec = spec
         self.options = options
-        self._client: aiohttp.ClientSession | None = None
+        self._client: Http1Pool | None = None
         self._counter = TokenCounter()
         self._secrets = Secrets((options.base_url, urlsplit(options.base_url).netloc))
         self._closing: asyncio.Task[None] | None = None
-        root = options.base_url.rstrip("/")
-        self._urls = {path: URL(root + path) for path in ("/chat/completions", "/completions", "/models")}
-        # A stream waits read_timeout_s for each read; a whole answer answer_timeout_s for all of it. A free
-        # connection is waited for up to read_timeout_s, a new one is opened within connect_timeout_s.
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=options.read_timeout_s + options.connect_timeout_s,
-            sock_connect=options.connect_timeout_s,
-            sock_read=options.read_timeout_s,
-        )
-        self._answer_timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=options.read_timeout_s + options.connect_timeout_s,
-            sock_connect=options.connect_timeout_s,
-            sock_read=options.answer_timeout_s,
-        )
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> OpenAIUpstreamBackend:
@@ -115,15 +96,13 @@ class OpenAIUpstreamBackend:
             headers["Authorization"] = f"Bearer {key}"
             self._secrets = Secrets((*self._secrets.values, key))
         self._counter = await asyncio.to_thread(TokenCounter.load, self.spec.weights_path)
-        # aiohttp rather than httpx: a whole answer costs the gateway about 0.3 ms of CPU instead of about
-        # 1.2 ms (measured on loopback, one connection kept alive), most of the upstream path's overhead.
-        self._client = aiohttp.ClientSession(
+        # A free connection is waited for up to read_timeout_s, a new one is opened within connect_timeout_s.
+        self._client = Http1Pool(
+            options.base_url,
+            max_connections=options.max_connections,
+            connect_timeout_s=options.connect_timeout_s,
+            pool_timeout_s=options.read_timeout_s + options.connect_timeout_s,
             headers=headers,
-            timeout=self._stream_timeout,
-            connector=aiohttp.TCPConnector(limit=options.max_connections, limit_per_host=0),
-            read_bufsize=_READ_BUFFER,
-            trust_env=False,  # no proxy from the environment between the gateway and its upstream
-            auto_decompress=True,
         )
         try:
             await self.check_health()
@@ -136,13 +115,13 @@ class OpenAIUpstreamBackend:
     async def check_health(self) -> None:
         client = self._require_client()
         try:
-            timeout = aiohttp.ClientTimeout(total=self.options.connect_timeout_s)
-            async with client.get(self._urls["/models"], timeout=timeout) as response:
-                status = response.status
-                body = await response.read() if status == 200 else b""
+            response = await client.request("GET", "/models", read_timeout_s=self.options.connect_timeout_s)
+            status = response.status
+            body = await response.read() if status == 200 else b""
+            response.close()  # after read() a no-op; otherwise the unread body goes with its connection
         except TimeoutError:
             raise BackendUnavailable("The model endpoint did not answer its health check in time.") from None
-        except aiohttp.ClientError as exc:
+        except HttpError as exc:
             raise BackendUnavailable(f"The model endpoint is unreachable ({type(exc).__name__}).") from None
         if status in (401, 403, 404):
             raise Misconfigured(
@@ -171,7 +150,7 @@ class OpenAIUpstreamBackend:
         if client is not None:
             await client.close()
 
-    def _require_client(self) -> aiohttp.ClientSession:
+    def _require_client(self) -> Http1Pool:
         if self._client is None:
             raise BackendUnavailable("The model's upstream client is not started.")
         return self._client
@@ -219,15 +198,13 @@ class OpenAIUpstreamBackend:
         if final != answer.sent_usage:
             yield GenerationChunk(choices=[], usage=final)
 
-    async def _whole(self, response: aiohttp.ClientResponse, answer: Answer, chat: bool) -> GenerationChunk:
+    async def _whole(self, response: Response, answer: Answer, chat: bool) -> GenerationChunk:
         try:
             raw = await response.read()
         except TimeoutError:
             raise UpstreamTimeout("The model endpoint did not answer in time.") from None
-        except aiohttp.ClientError:
+        except HttpError:
             raise BackendUnavailable("The model endpoint cut the answer off; retry.") from None
-        finally:
-            response.release()
         try:
             payload = json.loads(raw)
         except ValueError:
@@ -240,24 +217,27 @@ class OpenAIUpstreamBackend:
         return GenerationChunk(choices=deltas, usage=answer.usage(final=True))
 
     async def _open(
-        self, client: aiohttp.ClientSession, path: str, body: dict[str, Any], request_id: str, chat: bool
-    ) -> aiohttp.ClientResponse:
+        self, client: Http1Pool, path: str, body: dict[str, Any], request_id: str, chat: bool
+    ) -> Response:
         """Send the request; retry refused connections, 429 and 5xx, never once an answer has begun."""
         attempts = self.options.retries + 1
-        url = self._urls[path]
         data = orjson.dumps(body)
-        timeout = self._stream_timeout if body["stream"] else self._answer_timeout
+        stream = bool(body["stream"])
+        read_timeout = self.options.read_timeout_s if stream else self.options.answer_timeout_s
         headers = {"X-Request-Id": request_id}
         for attempt in range(attempts):
             last = attempt == attempts - 1
             wait = min(self.options.retry_backoff_s * 2**attempt, MAX_BACKOFF_S)
-            asked = time.monotonic()
             try:
-                response = await client.post(url, data=data, headers=headers, timeout=timeout)
-            except _BEFORE_ANSWER as exc:
-                if pool_exhausted(exc, time.monotonic() - asked, timeout.connect or 0.0):
-                    raise transport_error(exc, pool=True) from None
-                # Nothing was answered yet (a refused, reset or stale connection): safe to send again.
+                response = await client.request(
+                    "POST", path, data, headers=headers, read_timeout_s=read_timeout
+                )
+            except PoolTimeout as exc:
+                raise transport_error(exc, pool=True) from None
+            except (ConnectFailed, ConnectTimeout, Disconnected) as exc:
+                if isinstance(exc, Disconnected) and exc.answered:
+                    raise transport_error(exc) from None
+                # Nothing was answered (a refused, reset or timed-out connection): safe to send again.
                 logger.warning(
                     "upstream attempt failed model=%s attempt=%d error=%s",
                     self.spec.name,
@@ -268,11 +248,11 @@ class OpenAIUpstreamBackend:
                     raise transport_error(exc) from None
                 await asyncio.sleep(wait)
                 continue
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except HttpError as exc:
                 raise transport_error(exc) from None
             if response.status == 200:
                 content_type = response.headers.get("content-type", "")
-                if body["stream"] and "text/event-stream" not in content_type:
+                if stream and "text/event-stream" not in content_type:
                     response.close()
                     raise BackendUnavailable("The model endpoint did not stream its answer.")
                 return response
@@ -306,7 +286,7 @@ class OpenAIUpstreamBackend:
             raise self._status_error(status, payload, chat)
         return payload
 
-    async def _events(self, response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
+    async def _events(self, response: Response) -> AsyncGenerator[str, None]:
         """The ``data`` of each server-sent event, with the upstream's failures as gateway errors."""
         data: list[str] = []
         async for line in self._lines(response):
@@ -321,28 +301,33 @@ class OpenAIUpstreamBackend:
         if data:
             yield "\n".join(data)
 
-    async def _lines(self, response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
+    async def _lines(self, response: Response) -> AsyncGenerator[str, None]:
         """The stream's lines as they arrive (every line a read brought, at once)."""
         pending = b""
-        reads = response.content.iter_any()
-        while True:
-            try:
-                piece = await anext(reads)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise UpstreamTimeout("The model endpoint stopped sending its answer.") from None
-            except aiohttp.ClientError as exc:
-                logger.warning("upstream stream failed model=%s error=%s", self.spec.name, type(exc).__name__)
-                raise BackendUnavailable("The model endpoint cut the answer off; retry.") from None
-            *lines, pending = (pending + piece).split(b"\n")
-            for line in lines:
-                yield line.removesuffix(b"\r").decode("utf-8", "replace")
+        reads = response.pieces()
+        try:
+            while True:
+                try:
+                    piece = await anext(reads)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise UpstreamTimeout("The model endpoint stopped sending its answer.") from None
+                except HttpError as exc:
+                    logger.warning(
+                        "upstream stream failed model=%s error=%s", self.spec.name, type(exc).__name__
+                    )
+                    raise BackendUnavailable("The model endpoint cut the answer off; retry.") from None
+                *lines, pending = (pending + piece).split(b"\n")
+                for line in lines:
+                    yield line.removesuffix(b"\r").decode("utf-8", "replace")
+        finally:
+            await reads.aclose()
         if pending:
             yield pending.removesuffix(b"\r").decode("utf-8", "replace")
 
 
-def _retry_after(response: aiohttp.ClientResponse, default: float) -> float:
+def _retry_after(response: Response, default: float) -> float:
     try:
         return min(float(response.headers.get("retry-after", default)), MAX_BACKOFF_S)
     except ValueError:

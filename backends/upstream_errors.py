@@ -7,8 +7,6 @@ import logging
 import re
 from dataclasses import dataclass
 
-import aiohttp
-
 from backends.errors import (
     BackendUnavailable,
     ContextLengthExceeded,
@@ -16,6 +14,7 @@ from backends.errors import (
     ServiceError,
     UpstreamTimeout,
 )
+from backends.http1 import HttpError, Response
 from backends.openai_wire import REQUEST_FIELDS, error_fields
 
 logger = logging.getLogger(__name__)
@@ -50,15 +49,9 @@ def transport_error(exc: BaseException, pool: bool = False) -> ServiceError:
     """A request that got no HTTP answer (``pool``: it waited for a free connection past its limit)."""
     if pool:
         return BackendUnavailable("Too many requests are waiting for this model's endpoint; retry.")
-    if isinstance(exc, TimeoutError):  # aiohttp's connection and socket timeouts are TimeoutErrors
+    if isinstance(exc, TimeoutError):  # the client's connect and read timeouts are TimeoutErrors
         return UpstreamTimeout("The model endpoint did not answer in time.")
     return BackendUnavailable("The model endpoint is unreachable; retry.")
-
-
-def pool_exhausted(exc: BaseException, waited_s: float, limit_s: float) -> bool:
-    """Whether a connection timeout came from waiting ``limit_s`` for a free connection of the pool
-    (aiohttp's ``connect`` timeout) rather than from opening one (its shorter ``sock_connect``)."""
-    return isinstance(exc, aiohttp.ConnectionTimeoutError) and waited_s >= 0.9 * limit_s
 
 
 def status_error(status: int, body: object, *, chat: bool, secrets: Secrets, model: str) -> ServiceError:
@@ -85,18 +78,9 @@ def status_error(status: int, body: object, *, chat: bool, secrets: Secrets, mod
     return BackendUnavailable("This model's endpoint failed; retry.")
 
 
-async def read_error_body(response: aiohttp.ClientResponse) -> bytes:
-    body = b""
+async def read_error_body(response: Response) -> bytes:
+    """At most 64 KiB of a failing answer's body; the connection is kept only if it was read to its end."""
     try:
-        while len(body) < _MAX_ERROR_BODY and (
-            part := await response.content.read(_MAX_ERROR_BODY - len(body))
-        ):
-            body += part
-    except (aiohttp.ClientError, TimeoutError):
-        pass  # the status is what matters; the message is a courtesy
-    finally:
-        if response.content.at_eof():
-            response.release()  # read to its end: the connection is kept for the next request
-        else:
-            response.close()
-    return body
+        return await response.read(limit=_MAX_ERROR_BODY)
+    except HttpError:
+        return b""  # the status is what matters; the message is a courtesy
