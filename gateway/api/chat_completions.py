@@ -7,7 +7,8 @@ from dataclasses import replace
 from fastapi import APIRouter, Request, Response
 
 from backends.tools import StructuredOutput, ToolPlan
-from gateway.api.deps import Authenticated, get_model_router, parse_body
+from gateway.api.deps import authenticate, get_model_router, parse_body
+from gateway.api.direct_route import DirectRoute
 from gateway.api.generation import Call, new_request_id, run_call, served_tier
 from gateway.api.openapi_bodies import json_body
 from gateway.catalog.routing import RoutedModel
@@ -16,7 +17,7 @@ from gateway.protocol.requests import ChatCompletionRequest
 from gateway.protocol.responses import ChatFormatter
 from gateway.streaming import StreamEncoder
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)
 
 
 def with_tool_parser(
@@ -45,7 +46,8 @@ def with_tool_parser(
 
 
 @router.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
-async def create_chat_completion(request: Request, principal: Authenticated) -> Response:
+async def create_chat_completion(request: Request) -> Response:
+    principal = await authenticate(request)
     body = await parse_body(request, ChatCompletionRequest)
     if (problem := body.unsupported()) is not None:
         raise problem

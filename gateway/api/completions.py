@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.api.deps import Authenticated, get_model_router, parse_body
+from gateway.api.deps import authenticate, get_model_router, parse_body
+from gateway.api.direct_route import DirectRoute
 from gateway.api.generation import Call, new_request_id, run_call
 from gateway.api.openapi_bodies import json_body
 from gateway.protocol.requests import CompletionRequest
 from gateway.protocol.responses import CompletionFormatter
 from gateway.streaming import StreamEncoder
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)
 
 
 @router.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
-async def create_completion(request: Request, principal: Authenticated) -> Response:
+async def create_completion(request: Request) -> Response:
+    principal = await authenticate(request)
     body = await parse_body(request, CompletionRequest)
     if (problem := body.unsupported()) is not None:
         raise problem

@@ -7,16 +7,18 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.api.deps import Authenticated, get_model_router, parse_body
+from gateway.api.deps import authenticate, get_model_router, parse_body
+from gateway.api.direct_route import DirectRoute
 from gateway.api.generation import Call, new_request_id, run_call
 from gateway.api.openapi_bodies import json_body
 from gateway.protocol.pooling import RerankBody, ScoreBody, rerank_body, score_body
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)
 
 
 @router.post("/v1/rerank", openapi_extra=json_body(RerankBody))
-async def create_rerank(request: Request, principal: Authenticated) -> Response:
+async def create_rerank(request: Request) -> Response:
+    principal = await authenticate(request)
     body = await parse_body(request, RerankBody)
     model = get_model_router(request).resolve(body.model)
     request_id = new_request_id("rerank")
@@ -27,7 +29,8 @@ async def create_rerank(request: Request, principal: Authenticated) -> Response:
 
 
 @router.post("/v1/score", openapi_extra=json_body(ScoreBody))
-async def create_score(request: Request, principal: Authenticated) -> Response:
+async def create_score(request: Request) -> Response:
+    principal = await authenticate(request)
     body = await parse_body(request, ScoreBody)
     model = get_model_router(request).resolve(body.model)
     request_id = new_request_id("score")

@@ -16,6 +16,7 @@ from gateway.cli.accounts import add_account_commands
 from gateway.cli.catalog import add_catalog_commands
 from gateway.cli.chips import add_chip_commands
 from gateway.cli.deploy import add_deploy_commands
+from gateway.cli.logs import LOG_FORMAT
 from gateway.cli.pools import add_pool_commands
 from gateway.cli.serve import add_serve_command
 from gateway.cli.usage import add_usage_command
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -70,6 +70,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Imports here keep `maas keys` fast: Ray and uvicorn are only needed to serve.
     import uvicorn
 
+    from gateway.cli.logs import log_off_the_loop
+
+    log_off_the_loop(logging.INFO)  # the event loop queues log records; a thread writes them
+
     from gateway.api.drain import Drain
     from gateway.app import build_app
     from gateway.billing.ledger import DURABILITIES
