@@ -252,7 +252,8 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
         "results": rows,
         "logs": str(logs),
     }
-    result["targets"] = overhead_targets(rows, SCENARIOS[1].tokens)
+    fsync = (machine.get("fsync_4k_ms") or {}).get("p50")
+    result["targets"] = overhead_targets(rows, SCENARIOS[1].tokens, fsync)
     result["wall_s"] = round(time.monotonic() - started, 1)
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "overhead-latest.json").write_text(json.dumps(result, indent=2) + "\n")
