@@ -77,6 +77,7 @@ class Meter:
     route: Route | None = field(default=None, init=False)
     """The deployment that answered (or failed last); None: the call was refused before placement."""
     attempts: int = field(default=1, init=False)
+    _unaccounted: UsageRecord | None = field(default=None, init=False, repr=False)
 
     def placed(self, route: Route, attempts: int) -> None:
         """The call went to ``route`` after ``attempts`` deployments were asked (that one included)."""
@@ -123,15 +124,26 @@ class Meter:
         )
 
     def _hand_over(
-        self, progress: Progress, status: str, error_type: str | None
+        self, progress: Progress, status: str, error_type: str | None, account: bool = True
     ) -> tuple[UsageRecord, Future[None]] | None:
         """The outcome's record, handed to the ledger's writer first (it commits, and waits on the disk,
-        while the rest runs), then counted in metrics and logged; None when already settled."""
+        while the rest runs), then counted in metrics and logged (``account``; else by ``account()``
+        later); None when already settled."""
         if self.settled:
             return None
         self.settled = True
         record = self._record(progress, status, error_type)
         done = self.ledger.submit(record)
+        self._unaccounted = record
+        if account:
+            self.account()
+        return record, done
+
+    def account(self) -> None:
+        """Count the settled record in the utilisation meter and the metrics, and log it (once)."""
+        record, self._unaccounted = self._unaccounted, None
+        if record is None:
+            return
         if self.utilization is not None and self.route is not None:
             self.utilization.finished(self.route.name, record.prompt_tokens, record.completion_tokens)
         self.metrics.observe(record)
@@ -148,14 +160,18 @@ class Meter:
             record.usage_estimated,
             record.duration_s,
         )
-        return record, done
 
     def settling(
-        self, progress: Progress, status: str, error_type: str | None = None
+        self, progress: Progress, status: str, error_type: str | None = None, *, account_later: bool = False
     ) -> Coroutine[Any, Any, None]:
         """Hand the outcome's record to the ledger now, and return what waits until it is durable: the
-        caller builds its response meanwhile, and sends it only after awaiting this."""
-        return self._durable(self._hand_over(progress, status, error_type))
+        caller builds its response meanwhile, and sends it only after awaiting this.
+
+        ``account_later``: the caller calls ``account()`` once the response is out. At one request at a
+        time the ledger's writer thread then starts its commit at once, instead of waiting for the event
+        loop to finish this bookkeeping (the two share the interpreter's lock), and the answer leaves
+        about a tenth of a millisecond sooner."""
+        return self._durable(self._hand_over(progress, status, error_type, account=not account_later))
 
     async def settle(self, progress: Progress, status: str, error_type: str | None = None) -> None:
         """Record the outcome and wait until the record is durable."""

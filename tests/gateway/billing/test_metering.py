@@ -91,3 +91,30 @@ async def test_a_record_that_cannot_be_written_refuses_the_answer(tmp_path: Path
         assert store.count() == 0
     finally:
         ledger.close()
+
+
+def requests_counted(metrics: GatewayMetrics) -> float:
+    value = metrics.registry.get_sample_value(
+        "maas_requests_total",
+        {"model": "m", "tenant": "acme", "chip": "cpu", "pool": "own", "status": "ok", "error_type": ""},
+    )
+    return value or 0.0
+
+
+async def test_accounting_left_for_later_counts_the_record_once_when_called(tmp_path: Path) -> None:
+    ledger = Ledger(SqliteStore(tmp_path / "ledger.db"))
+    try:
+        settling = meter(ledger)
+        metrics = settling.metrics
+        assert isinstance(metrics, GatewayMetrics)
+        await settling.settling(Progress(usage=Usage(12, 3)), "ok", account_later=True)
+        assert ledger.store.count() == 1  # durable before the answer goes out, as always
+        assert requests_counted(metrics) == 0  # the metrics wait until the answer is out
+        settling.account()
+        settling.account()  # a second call (an error path after the background) counts nothing more
+        assert requests_counted(metrics) == 1
+        counted = meter(ledger)
+        await counted.settle(Progress(usage=Usage(1, 1)), "ok")  # the default: counted at once
+        assert requests_counted(counted.metrics) == 1  # type: ignore[arg-type]
+    finally:
+        ledger.close()
