@@ -215,8 +215,9 @@ class Response:
         self.headers: Mapping[str, str] = connection.headers
         self.read_timeout_s = read_timeout_s
         encoding = connection.headers.get("content-encoding", "identity").lower()
-        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
-        self._encoded = encoding in ("gzip", "deflate")
+        self._inflate = None  # most answers are not compressed: no decompressor for them
+        if encoding in ("gzip", "deflate"):
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
 
     async def pieces(self) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, each wait for bytes limited to ``read_timeout_s``."""
@@ -229,7 +230,7 @@ class Response:
                 if connection.complete:
                     break
                 await connection.wait(self.read_timeout_s)
-            if self._encoded:
+            if self._inflate is not None:
                 yield self._inflate.flush()
         except BaseException:
             self.close()
@@ -254,14 +255,12 @@ class Response:
 
     def release(self) -> None:
         """Back to the pool if the answer was read to its end on a connection that stays open."""
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        if connection.complete and connection.keep_alive and not connection.closed:
+        connection = self._connection
+        if connection is not None and connection.complete and connection.keep_alive and not connection.closed:
+            self._connection = None
             self._pool._put_back(connection)
         else:
-            connection.close()
-            self._pool._gone()
+            self.close()
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -275,7 +274,7 @@ class Response:
         return self._connection
 
     def _decode(self, data: bytes) -> bytes:
-        if not self._encoded:
+        if self._inflate is None:
             return data
         try:
             return self._inflate.decompress(data)

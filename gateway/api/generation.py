@@ -262,17 +262,15 @@ async def run_call(
         progress.first_token_at = None  # a whole answer arrives at once; its TTFT is unknown here
         # The ledger commits while the body is encoded; metrics and the usage line wait until it is sent.
         settled = meter.settling(progress, "ok", account_later=True)
-        answered = False
         try:
             try:
                 # orjson: 16 embeddings (6,144 floats) encode in 0.15 ms instead of json's 5 ms
                 response = ORJSONResponse(whole_body(whole), background=BackgroundTask(_account, meter))
             finally:
                 await settled  # the answer goes out only once its record is durable
-            answered = True
-        finally:
-            if not answered:  # no answer goes out, so its background never runs: count the record now
-                meter.account()
+        except BaseException:
+            meter.account()  # no answer goes out, so its background never runs: count the record now
+            raise
     # The backend's own time, measured where it runs; the hop to a replica counts as gateway overhead.
     engine = first.engine_seconds if first is not None and first.engine_seconds is not None else backend_wait
     overhead = time.perf_counter() - started - min(engine, backend_wait)

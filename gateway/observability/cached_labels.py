@@ -14,16 +14,16 @@ import prometheus_client
 
 
 class _CachedLabels(prometheus_client.metrics.MetricWrapperBase):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._by_values: dict[tuple[Any, ...], Self] = {}
+        super().__init__(*args, **kwargs)
+
     def labels(self, *values: Any, **named: Any) -> Self:
         if named:
             return super().labels(*values, **named)
-        try:
-            return self._by_values[values]  # type: ignore[no-any-return]
-        except AttributeError:
-            self._by_values: dict[tuple[Any, ...], Self] = {}
-        except KeyError:
-            pass
-        child = self._by_values[values] = super().labels(*values)
+        child = self._by_values.get(values)
+        if child is None:
+            child = self._by_values[values] = super().labels(*values)
         return child
 
     def remove(self, *values: Any) -> None:
