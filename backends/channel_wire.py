@@ -59,9 +59,9 @@ class GatewayAddress:
 
 @dataclass(frozen=True)
 class ChannelInvite:
-    """What a replica is deployed with: the installation's gateway directory (a named Ray actor that every
-    gateway of the installation registers its ``GatewayAddress`` in) and the replica's release. The replica
-    opens a channel to every gateway listed there, so gateways that attach later reach it too."""
+    """What a replica is deployed with: the installation's gateway directory (entries in Ray's key-value
+    store where every gateway of the installation lists its ``GatewayAddress``) and the replica's release.
+    The replica opens a channel to every gateway listed there, so gateways that attach later reach it too."""
 
     directory: str
     namespace: str

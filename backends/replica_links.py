@@ -1,12 +1,12 @@
 """A replica's channels to every gateway of its installation.
 
 Gateways come and go (a second gateway attaches, one stops or dies), so a replica is not deployed with one
-gateway's address but with an invite (``ChannelInvite``): the name of the installation's gateway directory,
-a Ray actor each gateway registers its address and token in. The replica reads the directory every
-``period_s`` and keeps one ``ReplicaLink`` per gateway listed there: a new gateway gets a channel within
-that period, and the link of a gateway gone from the directory drains and closes. Until a gateway has a
-channel from every replica of a release it sends that release's requests through Serve's handle, as
-before, so a slow directory costs speed, never answers.
+gateway's address but with an invite (``ChannelInvite``): the name of the installation's gateway
+directory, where each gateway lists its address and token (``backends.gateway_listing``). The replica
+reads the directory every ``period_s`` and keeps one ``ReplicaLink`` per gateway listed there: a new
+gateway gets a channel within that period, and the link of a gateway gone from the directory drains and
+closes. Until a gateway has a channel from every replica of a release it sends that release's requests
+through Serve's handle, as before, so a slow directory costs speed, never answers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from backends.channel_wire import ChannelInvite, GatewayAddress
+from backends.gateway_listing import listed_gateways
 from backends.replica_link import ReplicaLink, Serve
 
 logger = logging.getLogger(__name__)
@@ -25,21 +26,10 @@ Lookup = Callable[[], Awaitable[list[GatewayAddress]]]
 
 
 def directory_lookup(invite: ChannelInvite) -> Lookup:
-    """Reads the gateways listed in ``invite``'s directory actor (resolved again after a failure, e.g.
-    while the directory restarts)."""
-    handle: object | None = None
+    """Reads the gateways listed in ``invite``'s directory (Ray's key-value store)."""
 
     async def lookup() -> list[GatewayAddress]:
-        nonlocal handle
-        import ray
-
-        try:
-            if handle is None:
-                handle = ray.get_actor(invite.directory, namespace=invite.namespace)
-            return list(await handle.gateways.remote())  # type: ignore[attr-defined]
-        except Exception:
-            handle = None
-            raise
+        return await listed_gateways(invite)
 
     return lookup
 

@@ -1,34 +1,41 @@
 """The gateway directory: what the gateways of one installation on one Ray cluster share.
 
-One named, detached Ray actor per installation (``maas-gateways``, or ``<id>_gateways``, in the ``maas``
-namespace) holds:
+It lives in Ray's own key-value store (the GCS), in a namespace per installation (``maas/maas-gateways``,
+or ``maas/<id>_gateways``), and costs no process: why, and the entries' format, in
+``backends.gateway_listing``. It holds:
 
-* every live gateway and where it listens for replica channels. Each gateway registers at start and again
-  with every health poll (2 s); one silent for ``ALIVE_S`` is taken as gone. Replicas read this list
-  (``backends.replica_links``) and open a channel to each gateway in it.
+* every live gateway and where it listens for replica channels. Each gateway writes its entry at start and
+  again with every heartbeat (2 s); one silent for ``ALIVE_S`` is taken as gone. Replicas read the entries
+  (``backends.replica_links``) and open a channel to each gateway listed.
 * the catalog the deploying gateway last applied, with the release of each Serve application it deployed.
   Attached gateways (``maas serve --attach``) serve exactly that, and follow it when it changes.
 
-The actor holds no replica and costs no CPU reservation; it outlives the gateways (detached), so a gateway
-that dies takes nothing with it, and the last one to stop removes it.
+The entries outlive the gateways, so a gateway that dies takes nothing with it, and the last one to stop
+removes them.
 """
 
 from __future__ import annotations
 
-import logging
+import pickle
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from backends.channel_wire import ChannelInvite, GatewayAddress
+from backends.gateway_listing import (
+    CALL_TIMEOUT_S,
+    MEMBER_PREFIX,
+    Listing,
+    addresses,
+    alive,
+    gcs_client,
+    kv_namespace,
+    member_key,
+)
 from gateway.serving.app_names import check_installation
 
-logger = logging.getLogger(__name__)
-
 NAMESPACE = "maas"
-ALIVE_S = 10.0
-"""A gateway not heard from for this long is no longer listed (it died without unregistering)."""
-CALL_TIMEOUT_S = 10.0
+PUBLISHED_KEY = b"published"
 
 
 def directory_name(installation: str | None) -> str:
@@ -49,32 +56,62 @@ DEPLOYING, ATTACHING, ATTACHED = "deploying", "attaching", "attached"
 """A member's role: deploys the catalog; attached, and serving yet or not."""
 
 
-@dataclass
-class _Member:
-    address: GatewayAddress | None
-    role: str
-    seen: float
+class DirectoryStore(Protocol):
+    """A key-value namespace: Ray's GCS (``GcsStore``), or a dict in tests of the directory's rules."""
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self, prefix: bytes) -> dict[bytes, bytes]: ...
+
+    def delete(self, key: bytes, *, by_prefix: bool = False) -> None: ...
+
+
+class GcsStore:
+    """One namespace of Ray's GCS key-value store, through this process's GCS client (Ray connected)."""
+
+    def __init__(self, namespace: bytes, timeout_s: float = CALL_TIMEOUT_S) -> None:
+        self._gcs = gcs_client()
+        self._namespace = namespace
+        self._timeout_s = timeout_s
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._gcs.internal_kv_put(key, value, True, self._namespace, timeout=self._timeout_s)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._gcs.internal_kv_get(key, self._namespace, timeout=self._timeout_s)
+        return None if value is None else bytes(value)
+
+    def items(self, prefix: bytes) -> dict[bytes, bytes]:
+        keys = self._gcs.internal_kv_keys(prefix, self._namespace, timeout=self._timeout_s)
+        if not keys:
+            return {}
+        return dict(self._gcs.internal_kv_multi_get(list(keys), self._namespace, timeout=self._timeout_s))
+
+    def delete(self, key: bytes, *, by_prefix: bool = False) -> None:
+        self._gcs.internal_kv_del(key, by_prefix, self._namespace, timeout=self._timeout_s)
 
 
 class GatewayDirectory:
-    """The actor's state and methods (plain: ``open_directory`` makes it a Ray actor)."""
+    """The directory's rules over its store; ``clock`` is the wall clock every node shares."""
 
-    def __init__(self) -> None:
-        self._members: dict[str, _Member] = {}
-        self._published: Published | None = None
+    def __init__(self, store: DirectoryStore, clock: Any = None) -> None:
+        self._store = store
+        self._clock = clock or time.time
 
     def register(self, gateway: str, address: GatewayAddress | None, role: str) -> str | None:
         """List (or keep listing) ``gateway``; the installation's accountant (``accountant``)."""
-        self._members[gateway] = _Member(address, role, time.monotonic())
+        self._store.put(member_key(gateway), pickle.dumps(Listing(address, role, self._clock())))
         return self.accountant()
 
     def accountant(self) -> str | None:
         """The gateway that accrues the installation's replica time and chip-hour cost in its metrics: the
         deploying one while it lives, else the first serving attached one by id. The others count only
         their own requests, so that a sum over every gateway's metrics counts each replica-second once."""
-        alive = self._alive()
+        listed = self._alive()
         for role in (DEPLOYING, ATTACHED):
-            candidates = sorted(g for g, m in alive.items() if m.role == role)
+            candidates = sorted(g for g, m in listed.items() if m.role == role)
             if candidates:
                 return candidates[0]
         return None
@@ -82,93 +119,76 @@ class GatewayDirectory:
     def seen_ago(self, gateway: str) -> float | None:
         """Seconds since ``gateway`` last registered (None: not listed)."""
         member = self._alive().get(gateway)
-        return None if member is None else time.monotonic() - member.seen
+        return None if member is None else self._clock() - member.seen
 
     def unregister(self, gateway: str) -> None:
-        self._members.pop(gateway, None)
+        self._store.delete(member_key(gateway))
 
-    def _alive(self) -> dict[str, _Member]:
-        now = time.monotonic()
-        for gateway in [g for g, m in self._members.items() if now - m.seen > ALIVE_S]:
-            del self._members[gateway]
-        return self._members
+    def _alive(self) -> dict[str, Listing]:
+        entries = self._store.items(MEMBER_PREFIX)
+        listed = alive(entries, self._clock())
+        for key in entries.keys() - {member_key(g) for g in listed}:
+            self._store.delete(key)  # died without unregistering: its entry goes
+        return listed
 
     def gateways(self) -> list[GatewayAddress]:
         """Where the live gateways listen for replica channels."""
-        return [m.address for m in self._alive().values() if m.address is not None]
+        return addresses(self._alive())
 
     def members(self) -> dict[str, str]:
         """Each live gateway and its role."""
         return {gateway: m.role for gateway, m in self._alive().items()}
 
     def publish(self, deployer: str, catalog: dict[str, Any], releases: dict[str, str]) -> int:
-        version = 1 if self._published is None else self._published.version + 1
-        self._published = Published(version, deployer, catalog, releases)
+        previous = self.published()
+        version = 1 if previous is None else previous.version + 1
+        self._store.put(PUBLISHED_KEY, pickle.dumps(Published(version, deployer, catalog, releases)))
         return version
 
     def published(self) -> Published | None:
-        return self._published
+        value = self._store.get(PUBLISHED_KEY)
+        published = None if value is None else pickle.loads(value)
+        return published if isinstance(published, Published) else None
+
+    def remove(self) -> None:
+        """Every entry of the installation (its last gateway stopping)."""
+        self._store.delete(b"", by_prefix=True)
 
 
 class DirectoryClient:
     """This gateway's view of the directory (blocking calls: from start-up and the health thread)."""
 
-    def __init__(self, installation: str | None, gateway: str) -> None:
-        import ray
-
+    def __init__(self, installation: str | None, gateway: str, store: DirectoryStore | None = None) -> None:
         self.name = directory_name(installation)
         self.gateway = gateway
-        self._actor: Any = (
-            ray.remote(GatewayDirectory)
-            .options(
-                name=self.name,
-                namespace=NAMESPACE,
-                lifetime="detached",
-                get_if_exists=True,
-                num_cpus=0,
-                # On the head, with the Serve controller: worker nodes come and go. Should it restart
-                # anyway, it restarts empty; gateways register again, the deployer publishes again.
-                resources={"node:__internal_head__": 0.001},
-                max_restarts=-1,
-            )
-            .remote()
-        )
-
-    def _call(self, method: str, *args: Any) -> Any:
-        import ray
-
-        return ray.get(getattr(self._actor, method).remote(*args), timeout=CALL_TIMEOUT_S)
+        self._directory = GatewayDirectory(store or GcsStore(kv_namespace(self.name, NAMESPACE)))
 
     def invite(self, app: str, release: str) -> ChannelInvite:
         return ChannelInvite(self.name, NAMESPACE, app, release)
 
     def register(self, address: GatewayAddress | None, role: str) -> str | None:
         """List this gateway (again); the installation's accountant."""
-        result = self._call("register", self.gateway, address, role)
-        return None if result is None else str(result)
+        return self._directory.register(self.gateway, address, role)
 
     def unregister(self) -> None:
-        self._call("unregister", self.gateway)
+        self._directory.unregister(self.gateway)
 
     def members(self) -> dict[str, str]:
         """Every live gateway of this installation and its role."""
-        return dict(self._call("members"))
+        return self._directory.members()
 
     def seen_ago(self, gateway: str) -> float | None:
-        result = self._call("seen_ago", gateway)
-        return None if result is None else float(result)
+        return self._directory.seen_ago(gateway)
 
     def others(self, role: str | None = None) -> list[str]:
         """The other live gateways of this installation (in ``role``, if given)."""
         return sorted(g for g, r in self.members().items() if g != self.gateway and role in (None, r))
 
     def publish(self, catalog: dict[str, Any], releases: dict[str, str]) -> int:
-        return int(self._call("publish", self.gateway, catalog, releases))
+        return self._directory.publish(self.gateway, catalog, releases)
 
     def published(self) -> Published | None:
-        result = self._call("published")
-        assert result is None or isinstance(result, Published)
-        return result
+        return self._directory.published()
 
     def wait_published(self, timeout_s: float) -> Published | None:
         deadline = time.monotonic() + timeout_s
@@ -177,7 +197,5 @@ class DirectoryClient:
         return published
 
     def remove(self) -> None:
-        """End the directory actor (the last gateway of the installation stopping)."""
-        import ray
-
-        ray.kill(self._actor, no_restart=True)
+        """Every entry of the installation (its last gateway stopping)."""
+        self._directory.remove()

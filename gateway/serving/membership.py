@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from backends.channel_wire import ChannelInvite, GatewayAddress
+from backends.gateway_listing import ALIVE_S
 from gateway.serving.gateway_directory import (
-    ALIVE_S,
     ATTACHED,
     ATTACHING,
     DEPLOYING,

@@ -1,5 +1,5 @@
-"""A deploying gateway started again while its predecessor is still listed (the directory's state in this
-process; the real actor and a real restart are ``tests/e2e/test_gateways.py``)."""
+"""A deploying gateway started again while its predecessor is still listed (the directory's rules over a dict
+here; Ray's store and a real restart are ``tests/e2e/test_gateways.py``)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import cast
 
 import pytest
 
-from gateway.serving import gateway_directory
+from backends.gateway_listing import ALIVE_S
 from gateway.serving.gateway_directory import DEPLOYING, DirectoryClient, GatewayDirectory
 from gateway.serving.membership import HEARTBEAT_S, Membership
+from tests.gateway.serving.conftest import MemoryStore
 
 
 class InProcessDirectory:
-    """What ``Membership._outlived`` asks the directory actor, answered by its state here."""
+    """What ``Membership._outlived`` asks the directory, answered by its rules over a dict here."""
 
     def __init__(self, state: GatewayDirectory) -> None:
         self.state = state
@@ -38,18 +39,18 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def test_a_predecessor_that_died_is_outlived_once_its_entry_expires(clock: list[float]) -> None:
-    state = GatewayDirectory()
+    state = GatewayDirectory(MemoryStore(), clock=lambda: clock[0])
     state.register("old", None, DEPLOYING)
     clock[0] += 1.0  # it died a second ago, listed still
     started = clock[0]
     assert restarted(state)._outlived("old")
-    assert clock[0] - started <= gateway_directory.ALIVE_S
+    assert clock[0] - started <= ALIVE_S
 
 
 def test_a_predecessor_that_still_beats_is_not_outlived(
     clock: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = GatewayDirectory()
+    state = GatewayDirectory(MemoryStore(), clock=lambda: clock[0])
     state.register("old", None, DEPLOYING)
 
     def sleep_while_it_beats(seconds: float) -> None:
