@@ -25,7 +25,14 @@ from types import FrameType
 
 
 def _serve_head(args: argparse.Namespace) -> int:
-    import ray
+    """Start the head's processes as ``ray start --head`` does, without connecting to them: ``ray.init``
+    would also make this process a Ray driver, and a driver's threads wake about 40 times a second for
+    nothing the head needs (``benchmarks/wakeups.py``). Ray's log monitor, which streams workers' output
+    to drivers, runs only when the gateway asks for that output (``--log-monitor``); Ray's cluster
+    autoscaler does not run."""
+    from ray._private import services
+    from ray._private.node import Node
+    from ray._private.parameter import RayParams
 
     stop = False
 
@@ -36,25 +43,26 @@ def _serve_head(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     resources = json.loads(args.resources)
-    context = ray.init(
-        address="local",
-        include_dashboard=args.dashboard,
-        dashboard_host="127.0.0.1",
-        _node_ip_address="127.0.0.1",
+    params = RayParams(
+        # Loopback, kept so by RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (see gateway.serving.ray_env).
+        node_ip_address=services.resolve_ip_for_localhost("127.0.0.1"),
         num_cpus=args.num_cpus,
         num_gpus=resources.pop("GPU", None),  # Ray takes GPUs only this way
         resources=resources,
-        namespace="maas",
-        log_to_driver=False,
-        configure_logging=False,
+        include_dashboard=args.dashboard,
+        dashboard_host="127.0.0.1",
+        include_log_monitor=args.log_monitor,
+        no_monitor=True,  # Ray's cluster autoscaler: nothing to scale on one private node
     )
+    node = Node(params, head=True, shutdown_at_exit=False, spawn_reaper=True, ray_init_cluster=True)
     # The GCS listens on every interface but the gateway reaches it over loopback only.
-    gcs_address = str(context.address_info["gcs_address"])  # type: ignore[attr-defined]
-    port = gcs_address.rsplit(":", 1)[1]
+    port = str(node.gcs_address).rsplit(":", 1)[1]
     print(f"GCS_ADDRESS=127.0.0.1:{port}", flush=True)
-    while not stop and os.getppid() == args.parent:
-        time.sleep(0.5)
-    ray.shutdown()
+    try:
+        while not stop and os.getppid() == args.parent:
+            time.sleep(0.5)
+    finally:
+        node.kill_all_processes(check_alive=False, allow_graceful=True)
     return 0
 
 
@@ -70,6 +78,7 @@ class RayHead:
         cls,
         *,
         dashboard: bool = False,
+        log_monitor: bool = False,
         num_cpus: int | None = None,
         resources: dict[str, float] | None = None,
         timeout_s: float = 120,
@@ -85,6 +94,8 @@ class RayHead:
         ]
         if dashboard:
             command.append("--dashboard")
+        if log_monitor:
+            command.append("--log-monitor")
         if num_cpus is not None:
             command += ["--num-cpus", str(num_cpus)]
         # Not the gateway processes' shared metrics folder (`maas serve --workers`): engines that use
@@ -147,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.serving.ray_head")
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--dashboard", action="store_true")
+    parser.add_argument("--log-monitor", action="store_true")
     parser.add_argument("--num-cpus", type=int, default=None)
     parser.add_argument("--resources", default="{}")
     return _serve_head(parser.parse_args(argv))

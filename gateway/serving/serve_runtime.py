@@ -117,6 +117,7 @@ class ServeRuntime:
         if address is None:
             self._head = RayHead.start(
                 dashboard=self.options.dashboard,
+                log_monitor=self.options.log_to_driver,  # only what streams workers' output to the gateway
                 num_cpus=self.options.num_cpus,
                 resources=self.options.resources,
             )
