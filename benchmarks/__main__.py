@@ -1,4 +1,4 @@
-"""``python -m benchmarks overhead|e2e|overload|embeddings|structured|gateways [--quick]``,
+"""``python -m benchmarks overhead|e2e|overload|embeddings|structured|gateways|wakeups [--quick]``,
 ``soak --minutes N``, ``profile``, ``pools [--hours H]`` (the placement simulator), or ``table FILE``
 (Markdown)."""
 
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         ("embeddings", "embeddings/s through the gateway vs vLLM's own server, c=1 and c=16"),
         ("structured", "json_schema answers over plain ones, the gateway vs vLLM's own server, c=1 and c=16"),
         ("gateways", "requests/s of 1, 2 and 4 gateway processes (maas serve --workers N) side by side"),
+        ("wakeups", "who wakes up beside the engine at c=1: engine alone, vLLM's server, the gateway"),
     ):
         bench = sub.add_parser(name, help=help_text)
         bench.add_argument("--quick", action="store_true", help="short windows (under 10 minutes in all)")
@@ -125,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
 
         result = gateways.run(args.quick, args.results_dir, command)
         print(json.dumps({"machine": result["machine"], "ratios": result["ratios"]}, indent=2))
+        return 0
+    if args.command == "wakeups":
+        from benchmarks import wakeups
+
+        print(wakeups.markdown(wakeups.run(args.quick, args.results_dir, command)))
         return 0
     if args.command == "overload":
         from benchmarks import overload

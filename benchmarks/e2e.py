@@ -27,7 +27,7 @@ from benchmarks.e2e_systems import EXPERIMENTS, SYSTEMS, Endpoint, EngineSetting
 from benchmarks.machine import machine_info, versions
 from benchmarks.procs import REPO, ServerFailed
 from benchmarks.stats import median_rows, round_schedule
-from benchmarks.targets import e2e_targets, round_ratios
+from benchmarks.targets import e2e_targets, every_round_targets, round_ratios
 from benchmarks.venvs import VenvFailed, ensure_venv
 from benchmarks.vllm_bench_client import BenchSpec
 
@@ -215,8 +215,8 @@ def run(
         "warmup_round": warmup_rows,  # round 0, in no figure above
         "logs": str(logs),
     }
-    result["targets"] = e2e_targets(cells)
     result["round_ratios"] = round_ratios(rows) if rounds > 1 else []
+    result["targets"] = e2e_targets(cells) + every_round_targets(result["round_ratios"])
     result["wall_s"] = round(time.monotonic() - started, 1)
     results_dir.mkdir(parents=True, exist_ok=True)
     # Only the standard set of systems is "the" latest result; a subset or an experiment goes beside it.

@@ -149,11 +149,16 @@ def e2e_markdown(result: Row) -> str:
         + (f" Each cell: the median of {result['rounds']} rounds." if result.get("rounds", 1) > 1 else ""),
         "",
     ]
-    if result.get("round_ratios"):
+    ratios = result.get("round_ratios") or []
+    for concurrency in sorted({r.get("concurrency", 16) for r in ratios}):
         per_round = ", ".join(
-            f"round {r['round']} {r['system']} {r['ratio']}" for r in result["round_ratios"]
+            f"round {r['round']} {r['system']} {r['ratio']}"
+            for r in ratios
+            if r.get("concurrency", 16) == concurrency
         )
-        lines += [f"c=16 output tokens/s over direct vLLM's in the same round: {per_round}.", ""]
+        lines.append(f"c={concurrency} output tokens/s over direct vLLM's in the same round: {per_round}.")
+    if ratios:
+        lines.append("")
     lines += _targets(result)
     return "\n".join(lines)
 
