@@ -56,7 +56,7 @@ def alive(entries: dict[bytes, bytes], now: float) -> dict[str, Listing]:
 
 def addresses(listed: dict[str, Listing]) -> list[GatewayAddress]:
     """Where the listed gateways take replica channels, in the order of their ids."""
-    return [listed[g].address for g in sorted(listed) if listed[g].address is not None]  # type: ignore[misc]
+    return [address for g in sorted(listed) if (address := listed[g].address) is not None]
 
 
 def gcs_client() -> Any:

@@ -36,22 +36,21 @@ TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 def _process_state(pid: int) -> tuple[int, int, float]:
-    """Voluntary and involuntary context switches and CPU seconds of every thread of ``pid``."""
+    """Voluntary and involuntary context switches of every thread of ``pid`` (``status`` counts only the
+    thread it names), and the process's CPU seconds (``stat`` counts all its threads)."""
     voluntary = involuntary = 0
-    cpu = 0.0
     for tid in os.listdir(f"/proc/{pid}/task"):
         status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
         voluntary += int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
         involuntary += int(status.split("nonvoluntary_ctxt_switches:")[1].split()[0])
-        fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu += (int(fields[11]) + int(fields[12])) * TICK_S
-    return voluntary, involuntary, cpu
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return voluntary, involuntary, (int(fields[11]) + int(fields[12])) * TICK_S
 
 
 def _title(pid: int) -> str:
     """A process's name as ``ps`` shows it (Ray and vLLM rename theirs), shortened."""
     comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    if comm.startswith(("ray::", "VLLM::")) or comm not in ("python", "python3"):
+    if comm not in ("python", "python3"):  # Ray's and vLLM's processes name themselves
         return comm
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     module = next((a.decode() for a in argv[1:] if a and not a.startswith(b"-")), comm)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -96,9 +97,9 @@ class GcsStore:
 class GatewayDirectory:
     """The directory's rules over its store; ``clock`` is the wall clock every node shares."""
 
-    def __init__(self, store: DirectoryStore, clock: Any = None) -> None:
+    def __init__(self, store: DirectoryStore, clock: Callable[[], float] = time.time) -> None:
         self._store = store
-        self._clock = clock or time.time
+        self._clock = clock
 
     def register(self, gateway: str, address: GatewayAddress | None, role: str) -> str | None:
         """List (or keep listing) ``gateway``; the installation's accountant (``accountant``)."""
@@ -158,10 +159,10 @@ class GatewayDirectory:
 class DirectoryClient:
     """This gateway's view of the directory (blocking calls: from start-up and the health thread)."""
 
-    def __init__(self, installation: str | None, gateway: str, store: DirectoryStore | None = None) -> None:
+    def __init__(self, installation: str | None, gateway: str) -> None:
         self.name = directory_name(installation)
         self.gateway = gateway
-        self._directory = GatewayDirectory(store or GcsStore(kv_namespace(self.name, NAMESPACE)))
+        self._directory = GatewayDirectory(GcsStore(kv_namespace(self.name, NAMESPACE)))
 
     def invite(self, app: str, release: str) -> ChannelInvite:
         return ChannelInvite(self.name, NAMESPACE, app, release)
