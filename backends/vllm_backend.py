@@ -33,6 +33,7 @@ from backends.prompting import PromptRenderer, completion_budget
 from backends.tool_stream import ToolCallChoices, decoding_constraint, needs_stream
 from backends.tools import StructuredOutput
 from backends.vllm_attention import attention_backend
+from backends.vllm_gloo import SHARED_GLOO_ENV
 from backends.vllm_pooling import embed, rerank
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,8 @@ class VLLMBackend:
 
     async def start(self) -> None:
         self._set_platform_env()
+        # The engine's processes build their gloo groups on one device: one 10 ms poller, not thirteen.
+        os.environ[SHARED_GLOO_ENV] = "1"
         from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM

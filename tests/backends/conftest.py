@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,11 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, 
         return built[(architecture, template)]
 
     return build
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on loopback just now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
