@@ -38,7 +38,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, 
     return build
 
 
-@pytest.fixture
 def free_port() -> int:
     """A TCP port free on loopback just now."""
     with socket.socket() as sock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from backends.errors import (
 from backends.openai_upstream import OpenAIUpstreamBackend, OpenAIUpstreamOptions
 from backends.registry import load_backend_class
 from gateway.errors import openai_error
+from tests.backends.conftest import free_port
 
 SECRET = "sk-upstream-secret-1234"
 CHATML = (
@@ -313,12 +313,6 @@ async def run(
     except ServiceError as exc:
         return chunks, exc
     return chunks, None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- streaming passthrough ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from backends.vllm_gloo import SHARED_GLOO_ENV
+from tests.backends.conftest import free_port
 
 # Load the plugin as vLLM does, make the groups a vLLM worker makes, and count the gloo poller threads
 # (torch names them gloo_tcp_loop).
@@ -61,13 +62,13 @@ def run_ranks(world: int, shared: bool, port: int) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("world", [1, 2])
 def test_with_the_plugin_on_all_gloo_groups_of_a_process_share_one_poller_and_collectives_still_add_up(
-    world: int, free_port: int
+    world: int,
 ) -> None:
-    for result in run_ranks(world, shared=True, port=free_port):
+    for result in run_ranks(world, shared=True, port=free_port()):
         assert result["pollers"] == 1
         assert result["sums"] == [float(sum(range(world)) + world * i) for i in range(6)]
 
 
-def test_without_the_switch_the_plugin_leaves_torch_one_poller_per_group(free_port: int) -> None:
-    [result] = run_ranks(1, shared=False, port=free_port)
+def test_without_the_switch_the_plugin_leaves_torch_one_poller_per_group() -> None:
+    [result] = run_ranks(1, shared=False, port=free_port())
     assert result["pollers"] == 7  # the default group and six more
