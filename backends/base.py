@@ -332,6 +332,16 @@ async def _pooled(backend: Backend, request: PoolingRequest) -> AsyncIterator[Ge
     yield await pool(request)
 
 
+async def close_stream(chunks: AsyncIterator[Any]) -> None:
+    """Close an async generator now, in the caller's task, so that its ``finally`` runs at once (an engine
+    request aborted, a slot freed, an upstream connection released). One left open is closed later by a
+    task that the event loop's async-generator hook schedules from the garbage collector: a wake-up of the
+    loop for every generator of every request, and the backend sees its consumer go only then."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 def engine_request(backend: Backend, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
     """The chunks that answer ``request``: generated text, or a pooling model's one whole chunk."""
     if isinstance(request, GenerationRequest):

@@ -18,7 +18,15 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from backends.base import Backend, EngineRequest, GenerationChunk, ModelSpec, engine_request, merge_chunks
+from backends.base import (
+    Backend,
+    EngineRequest,
+    GenerationChunk,
+    ModelSpec,
+    close_stream,
+    engine_request,
+    merge_chunks,
+)
 from backends.channel_wire import ChannelInvite
 from backends.errors import EngineDead
 from backends.placement import Placement, place_replica
@@ -75,20 +83,27 @@ async def timed(
     started = time.perf_counter()
     if whole:
         pieces, said = [], started
-        async for chunk in source:
-            pieces.append(chunk)
-            if (now := time.perf_counter()) - said >= KEEPALIVE_S:  # the engine made progress: say so
-                said = now
-                yield GenerationChunk(keepalive=True)
+        try:
+            async for chunk in source:
+                pieces.append(chunk)
+                if (now := time.perf_counter()) - said >= KEEPALIVE_S:  # the engine made progress: say so
+                    said = now
+                    yield GenerationChunk(keepalive=True)
+        finally:
+            await close_stream(source)
         merged = merge_chunks(pieces)
         merged.engine_seconds = time.perf_counter() - started
         yield merged
         return
     first = True
-    async for chunk in coalesce(source) if merge_piled_up else source:
-        if first:
-            chunk.engine_seconds, first = time.perf_counter() - started, False
-        yield chunk
+    stream = coalesce(source) if merge_piled_up else source
+    try:
+        async for chunk in stream:
+            if first:
+                chunk.engine_seconds, first = time.perf_counter() - started, False
+            yield chunk
+    finally:
+        await close_stream(stream)
 
 
 class ModelReplica:
@@ -122,8 +137,12 @@ class ModelReplica:
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         """Stream chunks for ``request``; for a ``whole`` request send one merged chunk at the end."""
-        async for chunk in timed(self._guarded(request), request.whole):
-            yield chunk
+        stream = timed(self._guarded(request), request.whole)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await close_stream(stream)
 
     def _stream(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         # The channel batches every ready chunk per frame itself: no coalescing task per request.
@@ -132,12 +151,15 @@ class ModelReplica:
     async def _guarded(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         """The backend's chunks; an engine that died ends this replica, so that Serve replaces it now
         rather than after its health checks have failed for half a minute."""
+        chunks = engine_request(self._backend, request)
         try:
-            async for chunk in engine_request(self._backend, request):
+            async for chunk in chunks:
                 yield chunk
         except EngineDead:
             self._exit_for_replacement()
             raise
+        finally:
+            await close_stream(chunks)
 
     def _exit_for_replacement(self) -> None:
         if self._exiting:

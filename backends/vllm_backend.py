@@ -26,6 +26,7 @@ from backends.base import (
     TokenLogprob,
     TopLogprob,
     Usage,
+    close_stream,
 )
 from backends.chips import ChipUnavailable
 from backends.errors import BackendUnavailable, EngineDead, InvalidRequest
@@ -124,6 +125,8 @@ async def _refusing_bad_constraints(stream: AsyncIterator[Any]) -> AsyncIterator
         raise InvalidRequest(
             f"The requested output constraint cannot be enforced: {exc}", param="response_format"
         ) from exc
+    finally:
+        await close_stream(stream)
 
 
 class VLLMBackend:

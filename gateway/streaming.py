@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backends.base import ChoiceDelta, GenerationChunk, Usage
+from backends.base import ChoiceDelta, GenerationChunk, Usage, close_stream
 from gateway.billing.metering import Meter, Progress
 from gateway.errors import as_gateway_error, openai_error
 
@@ -75,11 +75,4 @@ async def sse_stream(
         yield DONE
     finally:
         meter.settle_nowait(progress, "cancelled")  # no-op when already settled
-        await close_chunks(rest)
-
-
-async def close_chunks(chunks: AsyncIterator[GenerationChunk]) -> None:
-    """End a backend's stream early (the replica aborts the request; a slot it held is freed)."""
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
+        await close_stream(rest)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
+from gateway.api.drain import Drain
 from gateway.billing.admission import Admission
 from gateway.billing.ledger import Ledger
 from gateway.billing.overload import ModelGates
@@ -80,6 +81,11 @@ def get_placement(request: Request) -> LivePlacement:
 def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
+
+
+def get_drain(request: Request) -> Drain:
+    drain: Drain = request.app.state.drain
+    return drain
 
 
 def get_metrics(request: Request) -> GatewayMetrics:

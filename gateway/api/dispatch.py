@@ -17,14 +17,14 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from backends.base import EngineRequest, GenerationChunk
+from backends.base import EngineRequest, GenerationChunk, close_stream
 from gateway.billing.overload import ModelGate, ModelGates, gated
 from gateway.catalog.routing import Route, RoutedModel
 from gateway.errors import Overloaded, ReplicaLost, ServiceError, as_gateway_error, openai_error
 from gateway.placement.live import LivePlacement
 from gateway.placement.state import DeploymentLoad, PlacementRequest
 from gateway.serving.stall import within
-from gateway.streaming import close_chunks, first_chunk
+from gateway.streaming import first_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ async def dispatch(
             first = await first_chunk(chunks)
         except Exception as exc:
             error = as_gateway_error(exc)
-            await close_chunks(chunks)
+            await close_stream(chunks)
             if last and isinstance(error, ReplicaLost) and not retried:
                 # Nowhere else to fall back to, and only one replica of the deployment died (a node lost,
                 # a replica replaced): once more on the same deployment, which routes around it.

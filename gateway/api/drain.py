@@ -26,6 +26,10 @@ class Drain:
     def begin(self) -> None:
         self.draining = True
 
+    def alone(self) -> bool:
+        """Whether at most one request is in flight (the caller's own)."""
+        return self.in_flight <= 1
+
 
 class DrainGate:
     """Pure ASGI middleware: counts requests in flight, and refuses new ones while draining."""

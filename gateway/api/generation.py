@@ -24,10 +24,12 @@ from backends.base import (
     SamplingOptions,
     Task,
     TextPrompt,
+    close_stream,
 )
 from backends.tools import StructuredOutput, ToolPlan
 from gateway.api.deps import (
     get_admission,
+    get_drain,
     get_ledger,
     get_metrics,
     get_model_gates,
@@ -42,7 +44,7 @@ from gateway.catalog.policy import ServiceTier
 from gateway.catalog.routing import RoutedModel
 from gateway.errors import ClientGone, InvalidRequest, Overloaded, PermissionDenied, ServiceError
 from gateway.placement.state import PlacementRequest
-from gateway.streaming import StreamEncoder, close_chunks, sse_stream
+from gateway.streaming import StreamEncoder, sse_stream
 from gateway.tenancy.keystore import Principal
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -201,6 +203,7 @@ async def run_call(
         started=started,
         admission=admission,
         utilization=utilization,
+        alone=get_drain(request).alone,
     )
     await admit(call, admission, meter)
     generation: EngineRequest = call.pooling or GenerationRequest(
@@ -255,7 +258,7 @@ async def run_call(
             sse_stream(first, chunks, encoder, meter), media_type="text/event-stream", headers=SSE_HEADERS
         )
     else:
-        await close_chunks(chunks)  # a whole answer is one chunk: free its slot now
+        await close_stream(chunks)  # a whole answer is one chunk: free its slot now
         whole = first or GenerationChunk()
         progress = Progress()
         progress.observe(whole)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -73,6 +73,9 @@ class Meter:
     admission: Admission | None = None
     reservation: Reservation | None = None
     utilization: BusyTracker | None = None
+    alone: Callable[[], bool] | None = None
+    """Whether this is the only request in flight: its record may then be committed on the event loop
+    (``Ledger.submit``)."""
     settled: bool = field(default=False, init=False)
     route: Route | None = field(default=None, init=False)
     """The deployment that answered (or failed last); None: the call was refused before placement."""
@@ -124,16 +127,22 @@ class Meter:
         )
 
     def _hand_over(
-        self, progress: Progress, status: str, error_type: str | None, account: bool = True
+        self,
+        progress: Progress,
+        status: str,
+        error_type: str | None,
+        account: bool = True,
+        waited_for: bool = False,
     ) -> tuple[UsageRecord, Future[None]] | None:
         """The outcome's record, handed to the ledger's writer first (it commits, and waits on the disk,
         while the rest runs), then counted in metrics and logged (``account``; else by ``account()``
-        later); None when already settled."""
+        later); None when already settled. ``waited_for``: the caller waits for the record to be durable
+        (a request alone then commits it itself)."""
         if self.settled:
             return None
         self.settled = True
         record = self._record(progress, status, error_type)
-        done = self.ledger.submit(record)
+        done = self.ledger.submit(record, alone=waited_for and self.alone is not None and self.alone())
         self._unaccounted = record
         if account:
             self.account()
@@ -171,7 +180,8 @@ class Meter:
         time the ledger's writer thread then starts its commit at once, instead of waiting for the event
         loop to finish this bookkeeping (the two share the interpreter's lock), and the answer leaves
         about a tenth of a millisecond sooner."""
-        return self._durable(self._hand_over(progress, status, error_type, account=not account_later))
+        handed = self._hand_over(progress, status, error_type, account=not account_later, waited_for=True)
+        return self._durable(handed)
 
     async def settle(self, progress: Progress, status: str, error_type: str | None = None) -> None:
         """Record the outcome and wait until the record is durable."""
@@ -182,7 +192,9 @@ class Meter:
             return
         record, done = handed
         try:
-            await asyncio.wrap_future(done)
+            if not done.done():  # committed on this thread already when the request was alone
+                await asyncio.wrap_future(done)
+            done.result()
         except Exception as exc:  # not even the local spool took it: the answer must not go out
             logger.error(
                 "usage record not written request_id=%s error=%s", record.request_id, type(exc).__name__

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from backends.base import GenerationChunk
+from backends.base import GenerationChunk, close_stream
 from gateway.billing.deadline_queue import DeadlineQueue
 from gateway.errors import ModelSaturated, ServiceError, TenantOverShare
 
@@ -187,8 +187,11 @@ async def gated(slot: _Slot, chunks: AsyncIterator[GenerationChunk]) -> AsyncIte
     """``chunks`` once a slot is held, which waits (or is refused) at the first chunk, before any
     answer starts; the slot is freed when the stream ends or is closed."""
     async with slot:
-        async for chunk in chunks:
-            yield chunk
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await close_stream(chunks)
 
 
 class ModelGates:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from backends.base import Backend, EngineRequest, GenerationChunk, ModelSpec, engine_request
+from backends.base import Backend, EngineRequest, GenerationChunk, ModelSpec, close_stream, engine_request
 from backends.registry import load_backend_class
 from backends.replica import timed
 
@@ -75,14 +75,14 @@ class LocalModelClient:
     async def generate(self, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         backend = await self._ready()
         chunks = engine_request(backend, request)
+        # No hop to cross here, so nothing to coalesce: each chunk goes out as soon as it exists.
+        stream = timed(chunks, request.whole, merge_piled_up=False)
         try:
-            # No hop to cross here, so nothing to coalesce: each chunk goes out as soon as it exists.
-            async for chunk in timed(chunks, request.whole, merge_piled_up=False):
+            async for chunk in stream:
                 yield chunk
         finally:
-            closer = getattr(chunks, "aclose", None)
-            if closer is not None:
-                await closer()  # a client that leaves closes the upstream stream
+            await close_stream(stream)
+            await close_stream(chunks)  # a client that leaves closes the upstream stream (if not begun)
 
     def close(self) -> None:
         """Release the backend (from any thread): on its own loop when that loop still runs."""

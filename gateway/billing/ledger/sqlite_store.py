@@ -27,6 +27,9 @@ TIME_BUCKETS = {
 
 
 class SqliteStore:
+    local = True
+    """A commit is a write to a local file: ``Ledger`` lets a request alone commit its own record."""
+
     def __init__(self, path: str | Path, synchronous: bool = True) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._path = str(path)

@@ -13,7 +13,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from backends.base import ChoiceDelta, EngineRequest, GenerationChunk, GenerationRequest, TextPrompt, Usage
+from backends.base import (
+    ChoiceDelta,
+    EngineRequest,
+    GenerationChunk,
+    GenerationRequest,
+    TextPrompt,
+    Usage,
+    close_stream,
+)
 from backends.errors import BackendUnavailable, InvalidRequest, replica_lost
 from gateway.api.dispatch import Answer, Failed, dispatch
 from gateway.billing.overload import ModelGates
@@ -23,7 +31,6 @@ from gateway.catalog.schema import Pricing
 from gateway.errors import PoolNotAllowed, openai_error
 from gateway.placement.live import LivePlacement
 from gateway.placement.state import PlacementRequest
-from gateway.streaming import close_chunks
 
 REQUEST = PlacementRequest(input_tokens=10, output_tokens=10)
 
@@ -94,12 +101,12 @@ async def test_own_first_spills_when_the_own_slot_is_taken_and_drains_back_when_
     assert (text(first), first.route.pool, first.attempts) == ("own", "own", 1)
     spilled = await send(m, gates, placement, REQUEST)  # own's one slot is held by the first
     assert (text(spilled), spilled.route.name) == ("rented", "m@api")
-    await close_chunks(spilled.chunks)
+    await close_stream(spilled.chunks)
     own.hold.set()
-    await close_chunks(first.chunks)  # the own slot frees
+    await close_stream(first.chunks)  # the own slot frees
     back = await send(m, gates, placement, REQUEST)
     assert text(back) == "own"
-    await close_chunks(back.chunks)
+    await close_stream(back.chunks)
 
 
 async def test_a_deployment_failing_before_its_first_byte_is_skipped_for_the_next_and_then_for_a_while() -> (
@@ -110,11 +117,11 @@ async def test_a_deployment_failing_before_its_first_byte_is_skipped_for_the_nex
     m, gates, placement = model(own, rented), ModelGates(), LivePlacement()
     answer = await send(m, gates, placement, REQUEST)
     assert (text(answer), answer.attempts, own.asked) == ("rented", 2, 1)
-    await close_chunks(answer.chunks)
+    await close_stream(answer.chunks)
     own.fail = None
     again = await send(m, gates, placement, REQUEST)  # own cools down: not asked again at once
     assert (text(again), again.attempts, own.asked) == ("rented", 1, 1)
-    await close_chunks(again.chunks)
+    await close_stream(again.chunks)
 
 
 class LosesOneReplica(Cue):
@@ -133,7 +140,7 @@ async def test_a_replica_lost_before_the_first_byte_is_retried_once_where_nothin
     m, gates, placement = dataclasses.replace(two, routes=two.routes[:1]), ModelGates(), LivePlacement()
     answer = await send(m, gates, placement, REQUEST)  # its other replicas take the call
     assert (text(answer), answer.route.name, answer.attempts, own.asked) == ("own", "m", 2, 2)
-    await close_chunks(answer.chunks)
+    await close_stream(answer.chunks)
     own.fail = replica_lost()  # lost every time: one retry, then the error
     with pytest.raises(Failed) as failed:
         await send(m, gates, placement, REQUEST)
@@ -145,7 +152,7 @@ async def test_a_replica_lost_falls_back_to_the_next_deployment_when_there_is_on
     m, gates, placement = model(own, rented), ModelGates(), LivePlacement()
     answer = await send(m, gates, placement, REQUEST)
     assert (text(answer), answer.attempts, own.asked) == ("rented", 2, 1)
-    await close_chunks(answer.chunks)
+    await close_stream(answer.chunks)
 
 
 async def test_a_callers_error_is_not_retried_on_another_deployment() -> None:
@@ -178,10 +185,10 @@ async def test_a_caller_kept_to_the_own_pool_waits_for_it_and_is_never_sent_to_r
     await asyncio.sleep(0.01)
     assert not second.done() and rented.asked == 0
     own.hold.set()
-    await close_chunks(first.chunks)
+    await close_stream(first.chunks)
     answer = await second
     assert text(answer) == "own" and rented.asked == 0
-    await close_chunks(answer.chunks)
+    await close_stream(answer.chunks)
     with pytest.raises(PoolNotAllowed, match="runs in pools api, own"):
         await send(m, gates, placement, PlacementRequest(10, 10, allowed_pools=frozenset({"eu"})))
 
@@ -190,7 +197,7 @@ async def test_cheapest_sends_to_the_lowest_marginal_cost_with_headroom() -> Non
     own, rented = Cue("own"), Cue("rented")
     answer = await send(model(own, rented, policy="cheapest"), ModelGates(), LivePlacement(), REQUEST)
     assert text(answer) == "own"  # own costs nothing at the margin
-    await close_chunks(answer.chunks)
+    await close_stream(answer.chunks)
 
 
 async def test_a_request_with_a_response_format_goes_only_to_deployments_that_enforce_it() -> None:
@@ -208,7 +215,7 @@ async def test_a_request_with_a_response_format_goes_only_to_deployments_that_en
     )
     answer = await dispatch(m, structured, "acme", REQUEST, gates, placement)
     assert text(answer) == "rented" and own.asked == 0
-    await close_chunks(answer.chunks)
+    await close_stream(answer.chunks)
     auto = GenerationRequest(
         request_id="r2", prompt=TextPrompt("hi"), tools=ToolPlan((ToolFunction("f"),), choice="auto")
     )
@@ -218,4 +225,4 @@ async def test_a_request_with_a_response_format_goes_only_to_deployments_that_en
     own.fail = None
     plain = await send(m, gates, placement, REQUEST)
     assert text(plain) == "own"  # a plain request goes where placement says
-    await close_chunks(plain.chunks)
+    await close_stream(plain.chunks)

@@ -118,3 +118,55 @@ async def test_accounting_left_for_later_counts_the_record_once_when_called(tmp_
         assert requests_counted(counted.metrics) == 1  # type: ignore[arg-type]
     finally:
         ledger.close()
+
+
+class ThreadNoting(SqliteStore):
+    """The real local store, noting the thread of each commit; ``broken``: its disk has gone."""
+
+    def __init__(self, path: Path, broken: bool = False) -> None:
+        super().__init__(path)
+        self.threads: list[str] = []
+        self.broken = broken
+
+    def write_batch(self, records: Sequence[UsageRecord]) -> None:
+        self.threads.append(threading.current_thread().name)
+        if self.broken:
+            raise OSError("disk gone")
+        super().write_batch(records)
+
+
+async def test_a_request_alone_is_durable_on_its_own_thread_and_a_client_gone_is_committed_by_the_writer(
+    tmp_path: Path,
+) -> None:
+    store = ThreadNoting(tmp_path / "ledger.db")
+    ledger = Ledger(store)
+    try:
+        alone = meter(ledger)
+        alone.alone = lambda: True
+        settling = alone.settling(Progress(usage=Usage(12, 0)), "ok")
+        assert store.count() == 1  # committed when handed over, before the caller awaits
+        await settling
+        gone = meter(ledger)
+        gone.request_id = "req-gone"
+        gone.alone = lambda: True
+        gone.settle_nowait(Progress(), "cancelled")  # nobody waits for it: the writer thread commits it
+        for _ in range(200):
+            if store.count() == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert store.threads == [threading.current_thread().name, "maas-ledger"]
+    finally:
+        ledger.close()
+
+
+async def test_a_record_that_cannot_be_written_by_a_request_alone_refuses_its_answer(tmp_path: Path) -> None:
+    store = ThreadNoting(tmp_path / "ledger.db", broken=True)
+    ledger = Ledger(store)
+    try:
+        alone = meter(ledger)
+        alone.alone = lambda: True
+        with pytest.raises(LedgerUnavailable):
+            await alone.settle(Progress(usage=Usage(12, 0)), "ok")
+        assert store.threads == [threading.current_thread().name]
+    finally:
+        ledger.close()

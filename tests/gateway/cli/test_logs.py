@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
+import time
 
-from gateway.cli.logs import log_off_the_loop
+from gateway.cli.logs import BatchWriter, log_off_the_loop
 
 
 def test_records_are_written_by_the_listener_with_their_arguments_merged_and_the_original_untouched() -> None:
@@ -42,3 +45,27 @@ def test_records_are_written_by_the_listener_with_their_arguments_merged_and_the
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
+
+
+def test_lines_that_follow_within_the_gather_time_are_written_in_the_same_wake_up_in_order() -> None:
+    records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+    queued_all = threading.Event()
+    written: list[tuple[str, bool, str]] = []
+
+    class Note(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            written.append((record.getMessage(), queued_all.is_set(), threading.current_thread().name))
+
+    def line(text: str) -> logging.LogRecord:
+        return logging.LogRecord("maas.test", logging.INFO, __file__, 1, text, None, None)
+
+    writer = BatchWriter(records, Note(), gather_s=1.0)
+    records.put(line("first"))
+    time.sleep(0.05)  # the writer has woken for the first line and is gathering
+    records.put(line("second"))
+    records.put(line("third"))
+    queued_all.set()
+    writer.stop()  # writes the batch, then ends
+    # The first line was written only after the others were queued: one wake-up wrote all three.
+    assert written == [(text, True, "maas-logs") for text in ("first", "second", "third")]
+    assert not writer._thread.is_alive()

@@ -8,6 +8,8 @@ against a real vLLM server, is exercised by tests/e2e/test_openai_upstream.py).
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import threading
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -22,7 +24,9 @@ from backends.base import (
     TextPrompt,
     Usage,
 )
+from gateway.billing.overload import ModelGates, gated
 from gateway.serving.local_client import LocalModelClient, probe, runs_in_gateway
+from gateway.serving.stall import within
 
 NAME = f"{__name__}:RecordingBackend"
 
@@ -100,3 +104,25 @@ async def test_close_from_another_thread_runs_on_the_serving_loop() -> None:
     [c async for c in client.generate(WHOLE)]
     await asyncio.to_thread(client.close)
     assert RecordingBackend.events[-1] == "aclose"
+
+
+async def test_a_whole_answer_taken_as_dispatch_closes_every_generator_below_it_in_its_own_task() -> None:
+    """A generator left open is closed later from the garbage collector by the loop's async-generator
+    hook: one more task and wake-up of the loop for each, on every request."""
+    RecordingBackend.events.clear()
+    client = LocalModelClient(SPEC, NAME)
+    left_open: list[str] = []
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter, lambda agen: left_open.append(agen.__qualname__))
+    try:
+        gate = ModelGates().gate("m", 4, 4)
+        chunks = gated(gate.slot("t"), within(client.generate(WHOLE), 5, "m"))
+        first = await anext(chunks)
+        await chunks.aclose()
+        gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(firstiter, finalizer)
+    assert first.choices[0].text == "w0 w1 w2 "
+    assert left_open == []
+    assert "stream closed" in RecordingBackend.events
+    assert gate.running == 0
