@@ -62,6 +62,61 @@ def fsync_latency_ms(folder: Path = REPO, writes: int = 50) -> dict[str, float]:
     return {"p50": round(times[len(times) // 2], 3), "p95": round(times[int(len(times) * 0.95)], 3)}
 
 
+def ledger_fsync_ms(folder: Path = REPO, commits: int = 200) -> dict[str, float]:
+    """What the disk adds to the embedded ledger's own commit of one record: p50 of a commit that waits for
+    the disk (``power-loss``, the default) minus p50 of one that does not (``crash``), on ``folder``'s disk,
+    the two alternating. The ledger overwrites its write-ahead log in place, so this is usually below the
+    4 KiB append of ``fsync_latency_ms``, whose fsync also commits the file's new size."""
+    from gateway.billing.ledger.records import UsageRecord
+    from gateway.billing.ledger.sqlite_store import SqliteStore
+
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".ledger-probe-") as work:
+        stores = {
+            "durable": SqliteStore(Path(work) / "durable.db", synchronous=True),
+            "crash_safe": SqliteStore(Path(work) / "crash.db", synchronous=False),
+        }
+        times: dict[str, list[float]] = {name: [] for name in stores}
+        for i in range(commits + 50):  # the first 50 warm the files and the WAL
+            for name, store in stores.items():
+                record = UsageRecord(
+                    request_id=f"probe-{name}-{i}",
+                    idempotency_key=None,
+                    tenant="probe",
+                    key_id="probe",
+                    model="probe",
+                    deployment="probe",
+                    chip="cpu",
+                    pool="own",
+                    endpoint="chat.completions",
+                    stream=False,
+                    status="ok",
+                    error_type=None,
+                    finish_reason="stop",
+                    prompt_tokens=10,
+                    completion_tokens=16,
+                    cached_tokens=0,
+                    ttft_s=None,
+                    duration_s=0.001,
+                    currency="USD",
+                    price_input_per_million="0.5",
+                    price_output_per_million="2",
+                    charge_nanos=37,
+                    created_at=time.time(),
+                )
+                started = time.perf_counter()
+                store.write_batch([record])
+                if i >= 50:
+                    times[name].append((time.perf_counter() - started) * 1000)
+        for store in stores.values():
+            store.close()
+    durable, crash_safe = (sorted(times[name])[len(times[name]) // 2] for name in ("durable", "crash_safe"))
+    return {
+        "p50": round(durable - crash_safe, 3),
+        "durable_commit_p50": round(durable, 3),
+        "crash_safe_commit_p50": round(crash_safe, 3),
+    }
+
+
 def _git(*args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
     return proc.stdout.strip()
@@ -73,6 +128,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_features": cpu_features(),
         "fsync_4k_ms": fsync_latency_ms(),
+        "ledger_fsync_ms": ledger_fsync_ms(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

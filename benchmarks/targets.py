@@ -49,10 +49,12 @@ def overhead_targets(
     stream_tokens: int,
     fsync_p50_ms: float | None = None,
     paired: list[Row] | None = None,
+    disk_fsync_p50_ms: float | None = None,
 ) -> list[Row]:
-    """``fsync_p50_ms``: the disk's own 4 KiB write + fsync (the machine record's ``fsync_4k_ms``), the
-    physical part of the ledger's commit that every answer waits for. ``paired``: alternating c=1 rounds
-    (``overhead.paired_c1``); where a path has them, its c=1 figure is their median."""
+    """``fsync_p50_ms``: what the disk adds to the ledger's commit of one record (the machine record's
+    ``ledger_fsync_ms``), the physical part of the wait every answer makes for its record;
+    ``disk_fsync_p50_ms``, the disk's own 4 KiB append + fsync, is named beside it. ``paired``: alternating
+    c=1 rounds (``overhead.paired_c1``); where a path has them, its c=1 figure is their median."""
     targets: list[Row] = []
     for system in GATEWAY_SYSTEMS:
         if not any(r["system"] == system for r in rows):
@@ -77,8 +79,8 @@ def overhead_targets(
             beyond = added - fsync_p50_ms
             targets.append(
                 _target(
-                    f"non-stream c=1: p50 added over direct minus the disk's fsync p50 "
-                    f"({fsync_p50_ms} ms{how})",
+                    f"non-stream c=1: p50 added over direct minus the ledger's fsync p50 "
+                    f"({fsync_p50_ms} ms; the disk's 4 KiB append + fsync {disk_fsync_p50_ms} ms{how})",
                     system,
                     beyond,
                     f"<= {BEYOND_FSYNC_MS}",

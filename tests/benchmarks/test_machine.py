@@ -1,10 +1,11 @@
-"""What every benchmark result records about its host: the CPU's instruction sets and the disk's fsync."""
+"""What every benchmark result records about its host: the CPU's instruction sets, the disk's fsync and
+what the disk adds to the ledger's commit."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.machine import CPU_FLAGS, cpu_features, fsync_latency_ms, machine_info
+from benchmarks.machine import CPU_FLAGS, cpu_features, fsync_latency_ms, ledger_fsync_ms, machine_info
 
 
 def test_cpu_features_are_the_flags_of_this_cpu_that_matter() -> None:
@@ -21,6 +22,16 @@ def test_fsync_latency_is_measured_on_the_given_disk_and_leaves_nothing(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_machine_info_carries_both() -> None:
+def test_the_ledgers_fsync_is_its_durable_commit_less_its_crash_safe_one_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    fsync = ledger_fsync_ms(tmp_path, commits=20)
+    assert fsync["durable_commit_p50"] > 0 and fsync["crash_safe_commit_p50"] > 0
+    assert abs(fsync["p50"] - (fsync["durable_commit_p50"] - fsync["crash_safe_commit_p50"])) <= 0.002
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_machine_info_carries_all_three() -> None:
     info = machine_info()
     assert info["cpu_features"] == cpu_features() and "p50" in info["fsync_4k_ms"]
+    assert "p50" in info["ledger_fsync_ms"]
