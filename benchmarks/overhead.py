@@ -6,7 +6,9 @@ The same fast mock work is reached four ways, one after another in the same run:
 directly; our gateway through the Ray Serve replica path on a fixed-rate engine (same tokens, same pace);
 our gateway through the ``openai_upstream`` backend in front of the mock (when that backend exists); and
 LiteLLM's proxy in front of the mock. A load generator in its own process measures each at concurrency
-1, 8 and 32, non-stream (16 tokens at once) and stream (32 tokens, one every 10 ms).
+1, 8 and 32, non-stream (16 tokens at once) and stream (32 tokens, one every 10 ms). In the alternating
+c=1 rounds a byte-copying relay in front of the mock (``benchmarks.hop_relay``) is measured too: the floor
+of one more hop on the host, named beside the gateway's own figure.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from benchmarks.litellm_proxy import litellm_version
 from benchmarks.loadgen import LoadSpec
 from benchmarks.machine import machine_info, versions
 from benchmarks.prom import GATEWAY_OVERHEAD, mean_ms_between, scrape_histogram
-from benchmarks.subjects import Subject, direct_subject, litellm_subject, maas_subjects, mock_upstream
+from benchmarks.subjects import (
+    Subject,
+    direct_subject,
+    hop_relay_subject,
+    litellm_subject,
+    maas_subjects,
+    mock_upstream,
+)
 from benchmarks.targets import overhead_targets
 from gateway.catalog.schema import CatalogError, parse_catalog
 
@@ -257,10 +266,11 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
             for system, _ in (OPENAI_UPSTREAM_PATH, TWO_POOLS_PATH):
                 systems[system] = {"available": False, "reason": unavailable}
         catalog_path = write_catalog(work, catalog["models"] + upstream_models, pools)
-        with maas_subjects(catalog_path, paths, mock, logs) as subjects:
+        with maas_subjects(catalog_path, paths, mock, logs) as subjects, hop_relay_subject(mock, logs) as hop:
             for subject in subjects:
                 measure(subject)
-            paired = paired_c1(direct_subject(mock), subjects, PAIRED_ROUNDS[quick])
+            systems[hop.system] = {"available": True, "description": hop.description, "paired_c1_only": True}
+            paired = paired_c1(direct_subject(mock), [hop, *subjects], PAIRED_ROUNDS[quick])
 
         with litellm_subject(mock, logs) as subject:
             measure(subject)

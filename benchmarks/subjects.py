@@ -55,6 +55,34 @@ def mock_upstream(options: dict[str, Any], log_dir: Path) -> Iterator[Server]:
         server.stop(grace_s=5)
 
 
+@contextlib.contextmanager
+def hop_relay_subject(mock: Server, log_dir: Path) -> Iterator[Subject]:
+    """The mock behind a byte-copying TCP relay (``benchmarks.hop_relay``): the floor of one more hop."""
+    port = free_port()
+    upstream = mock.base_url.rsplit(":", 1)[1]
+    command = [
+        str(VENV_PYTHON),
+        "-m",
+        "benchmarks.hop_relay",
+        "--port",
+        str(port),
+        "--upstream-port",
+        upstream,
+    ]
+    server = start_server("hop-relay", command, port=port, log_dir=log_dir)
+    try:
+        server.wait_ready(get_ok("/health"), timeout_s=30, interval_s=0.2)
+        yield Subject(
+            system="hop-floor",
+            description="a TCP relay that only copies bytes, in front of the mock upstream",
+            base_url=server.base_url,
+            model="bench",
+            cpu_pids=lambda: {"relay": [server.pid], "upstream": [mock.pid]},
+        )
+    finally:
+        server.stop(grace_s=5)
+
+
 def direct_subject(mock: Server) -> Subject:
     return Subject(
         system="direct",

@@ -36,3 +36,17 @@ def test_alternating_rounds_give_the_c1_figure_as_their_median() -> None:
     assert added["measured"] == 0.7 and "median of 3 alternating rounds" in added["target"]
     beyond = next(t for t in targets if "minus the ledger's fsync" in t["target"])
     assert beyond["measured"] == 0.5 and beyond["met"] is True
+
+
+def test_the_hop_floor_from_the_rounds_is_named_beside_the_upstream_paths_own_part() -> None:
+    rows = [row("direct", 0.3), row("maas-openai-upstream", 2.0)]
+    paired = [
+        {"system": system, "added_p50_ms": added, "round": n}
+        for n, (hop, gateway) in enumerate([(0.2, 0.9), (0.3, 1.1), (0.25, 1.0)], start=1)
+        for system, added in (("hop-floor", hop), ("maas-openai-upstream", gateway))
+    ]
+    targets = overhead_targets(rows, 32, fsync_p50_ms=0.3, paired=paired)
+    own = next(t for t in targets if "less what a byte-copying relay adds" in t["target"])
+    assert "(0.25 ms, the floor of any hop on this host)" in own["target"]
+    assert own["measured"] == 0.45 and own["met"] is None  # reported beside the figure, not judged
+    assert not [t for t in overhead_targets(rows, 32, fsync_p50_ms=0.3) if "relay" in t["target"]]
