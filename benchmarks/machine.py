@@ -64,57 +64,60 @@ def fsync_latency_ms(folder: Path = REPO, writes: int = 50) -> dict[str, float]:
 
 def ledger_fsync_ms(folder: Path = REPO, commits: int = 200) -> dict[str, float]:
     """What the disk adds to the embedded ledger's own commit of one record: p50 of a commit that waits for
-    the disk (``power-loss``, the default) minus p50 of one that does not (``crash``), on ``folder``'s disk,
-    the two alternating. The ledger overwrites its write-ahead log in place, so this is usually below the
-    4 KiB append of ``fsync_latency_ms``, whose fsync also commits the file's new size."""
-    from gateway.billing.ledger.records import UsageRecord
+    the disk (``power-loss``, the default) minus p50 of one that does not (``crash``), on ``folder``'s disk.
+    Each kind runs alone on its own file (a crash-safe commit's pages written back meanwhile would slow a
+    durable one), a commit every half millisecond as at one request at a time."""
     from gateway.billing.ledger.sqlite_store import SqliteStore
 
+    p50: dict[bool, float] = {}
     with tempfile.TemporaryDirectory(dir=folder, prefix=".ledger-probe-") as work:
-        stores = {
-            "durable": SqliteStore(Path(work) / "durable.db", synchronous=True),
-            "crash_safe": SqliteStore(Path(work) / "crash.db", synchronous=False),
-        }
-        times: dict[str, list[float]] = {name: [] for name in stores}
-        for i in range(commits + 50):  # the first 50 warm the files and the WAL
-            for name, store in stores.items():
-                record = UsageRecord(
-                    request_id=f"probe-{name}-{i}",
-                    idempotency_key=None,
-                    tenant="probe",
-                    key_id="probe",
-                    model="probe",
-                    deployment="probe",
-                    chip="cpu",
-                    pool="own",
-                    endpoint="chat.completions",
-                    stream=False,
-                    status="ok",
-                    error_type=None,
-                    finish_reason="stop",
-                    prompt_tokens=10,
-                    completion_tokens=16,
-                    cached_tokens=0,
-                    ttft_s=None,
-                    duration_s=0.001,
-                    currency="USD",
-                    price_input_per_million="0.5",
-                    price_output_per_million="2",
-                    charge_nanos=37,
-                    created_at=time.time(),
-                )
+        for durable in (True, False):
+            store = SqliteStore(Path(work) / f"ledger-{durable}.db", synchronous=durable)
+            times = []
+            for i in range(commits + 50):  # the first 50 warm the file and its write-ahead log
                 started = time.perf_counter()
-                store.write_batch([record])
+                store.write_batch([_probe_record(i)])
                 if i >= 50:
-                    times[name].append((time.perf_counter() - started) * 1000)
-        for store in stores.values():
+                    times.append((time.perf_counter() - started) * 1000)
+                time.sleep(0.0005)
             store.close()
-    durable, crash_safe = (sorted(times[name])[len(times[name]) // 2] for name in ("durable", "crash_safe"))
+            times.sort()
+            p50[durable] = times[len(times) // 2]
     return {
-        "p50": round(durable - crash_safe, 3),
-        "durable_commit_p50": round(durable, 3),
-        "crash_safe_commit_p50": round(crash_safe, 3),
+        "p50": round(p50[True] - p50[False], 3),
+        "durable_commit_p50": round(p50[True], 3),
+        "crash_safe_commit_p50": round(p50[False], 3),
     }
+
+
+def _probe_record(i: int) -> Any:
+    from gateway.billing.ledger.records import UsageRecord
+
+    return UsageRecord(
+        request_id=f"probe-{i}",
+        idempotency_key=None,
+        tenant="probe",
+        key_id="probe",
+        model="probe",
+        deployment="probe",
+        chip="cpu",
+        pool="own",
+        endpoint="chat.completions",
+        stream=False,
+        status="ok",
+        error_type=None,
+        finish_reason="stop",
+        prompt_tokens=10,
+        completion_tokens=16,
+        cached_tokens=0,
+        ttft_s=None,
+        duration_s=0.001,
+        currency="USD",
+        price_input_per_million="0.5",
+        price_output_per_million="2",
+        charge_nanos=37,
+        created_at=time.time(),
+    )
 
 
 def _git(*args: str) -> str:
