@@ -1,6 +1,6 @@
 """``python -m benchmarks overhead|e2e|overload|embeddings|structured|gateways|wakeups [--quick]``,
-``soak --minutes N``, ``profile``, ``pools [--hours H]`` (the placement simulator), or ``table FILE``
-(Markdown)."""
+``soak --minutes N``, ``profile``, ``ab --base CHECKOUT`` (two versions of the upstream path side by side),
+``pools [--hours H]`` (the placement simulator), or ``table FILE`` (Markdown)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     pools.add_argument("--hours", type=float, default=24, help="length of the replayed day")
     pools.add_argument("--policies", default=None, help="comma-separated subset (default: all)")
     pools.add_argument("--results-dir", type=Path, default=RESULTS)
+    ab = sub.add_parser("ab", help="two checkouts' upstream paths at c=1 in alternating cells: B (this) - A")
+    ab.add_argument("--base", type=Path, required=True, help="the other checkout (A), run with this venv")
+    ab.add_argument("--rounds", type=int, default=20)
+    ab.add_argument("--stream", action="store_true", help="compare stream TTFT instead of whole answers")
+    ab.add_argument("--results-dir", type=Path, default=RESULTS)
     table = sub.add_parser("table", help="print a result JSON as Markdown tables")
     table.add_argument("file", type=Path)
     args = parser.parse_args(argv)
@@ -95,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
 
         runner = sampled_profile.run if args.sampler == "py-spy" else profile.run
         print(json.dumps(runner(args.results_dir, command, args.path), indent=2))
+        return 0
+    if args.command == "ab":
+        from benchmarks import ab as ab_run
+
+        result = ab_run.run(args.base.resolve(), args.rounds, args.stream, args.results_dir, command)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("machine", "versions")}, indent=2))
         return 0
     if args.command == "pools":
         from benchmarks import pools as pools_run
