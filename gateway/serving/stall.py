@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from backends.base import GenerationChunk
+from backends.base import GenerationChunk, close_stream
 from gateway.errors import UpstreamTimeout
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,5 @@ async def within(
             if not chunk.keepalive:  # a whole answer's engine is progressing: the timer restarts
                 yield chunk
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
+        with contextlib.suppress(Exception):
+            await close_stream(chunks)

@@ -10,7 +10,9 @@ from gateway.billing.ledger.records import UsageQuery, UsageRecord, UsageRow
 
 class LedgerStore(Protocol):
     """A database behind the ledger. Writes are idempotent: a request id or (tenant, idempotency key)
-    already present is skipped, never duplicated."""
+    already present is skipped, never duplicated. A store whose commit is a local file write says so with
+    a class attribute ``local = True`` (``SqliteStore``): ``Ledger`` then lets a request alone commit on
+    its own thread; a store without it is always written by the ledger's writer thread."""
 
     def write_batch(self, records: Sequence[UsageRecord]) -> None: ...
 
