@@ -28,7 +28,9 @@ from gateway.api import (
     rerank,
     usage,
 )
+from gateway.api.asgi_errors import client_gone_response, error_response
 from gateway.api.body_limit import BodyLimit
+from gateway.api.direct_route import DirectRoutes, direct_endpoints
 from gateway.api.drain import Drain, DrainGate
 from gateway.api.health import HealthSource
 from gateway.api.openapi_bodies import with_bodies
@@ -37,7 +39,6 @@ from gateway.billing.ledger import Ledger
 from gateway.billing.overload import ModelGates
 from gateway.catalog.routing import ModelRouter
 from gateway.errors import (
-    CLIENT_CLOSED_REQUEST,
     InvalidRequest,
     OpenAIError,
     ServiceError,
@@ -56,34 +57,28 @@ from gateway.tenancy.keystore import KeyStore
 logger = logging.getLogger(__name__)
 
 
-def _error_response(error: OpenAIError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
-
-
 async def _on_gateway_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return _error_response(openai_error(exc))
+    return error_response(openai_error(exc))
 
 
 async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = "not_found" if exc.status_code == 404 else None
-    return _error_response(OpenAIError(exc.status_code, "invalid_request_error", code, str(exc.detail)))
+    return error_response(OpenAIError(exc.status_code, "invalid_request_error", code, str(exc.detail)))
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
-    return _error_response(openai_error(InvalidRequest(str(exc))))
+    return error_response(openai_error(InvalidRequest(str(exc))))
 
 
 async def _on_client_gone(_: Request, exc: Exception) -> Response:
-    # The client left before its request was read: nobody to answer, nothing served or billed.
-    logger.info("client left before its request was read")
-    return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return client_gone_response()
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error type=%s", type(exc).__name__, exc_info=exc)
-    return _error_response(openai_error(internal_error()))
+    return error_response(openai_error(internal_error()))
 
 
 class RequestClock:
@@ -143,9 +138,6 @@ def build_app(
     app.state.started_at = time.time()
     app.state.audit = audit or AuditLog(keystore.database)  # beside the tenants and keys it is about
     app.state.drain = drain or Drain()
-    app.add_middleware(BodyLimit)
-    app.add_middleware(DrainGate, drain=app.state.drain)
-    app.add_middleware(RequestClock)
     app.add_exception_handler(ServiceError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
@@ -168,6 +160,11 @@ def build_app(
         prometheus,
     ):
         app.include_router(module.router)
+    # Innermost first: a middleware added later wraps the ones before it.
+    app.add_middleware(DirectRoutes, endpoints=direct_endpoints(app.routes))
+    app.add_middleware(BodyLimit)
+    app.add_middleware(DrainGate, drain=app.state.drain)
+    app.add_middleware(RequestClock)
     app.openapi = with_bodies(  # type: ignore[method-assign]
         app,
         [
