@@ -61,3 +61,47 @@ async def test_a_whole_answer_longer_than_the_stall_bound_arrives_while_its_engi
 
     received = [chunk async for chunk in within(whole_answer(), 0.2, "m")]
     assert [c.choices[0].text for c in received] == ["the answer"]  # keepalives go no further
+
+
+async def test_after_a_long_first_wait_a_later_stall_ends_at_the_shorter_bound() -> None:
+    async def starts_then_hangs() -> AsyncIterator[GenerationChunk]:
+        yield GenerationChunk(choices=[ChoiceDelta(0, "a")])
+        await asyncio.Event().wait()
+        yield GenerationChunk()
+
+    loop = asyncio.get_running_loop()
+    received = []
+    with pytest.raises(UpstreamTimeout):
+        async for chunk in within(starts_then_hangs(), 0.1, "m", first_timeout_s=30):
+            received.append(chunk)
+            stalled_from = loop.time()
+    assert len(received) == 1
+    assert loop.time() - stalled_from < 5  # the 0.1 s bound, not the 30 s start wait
+
+
+async def test_a_slow_reader_between_chunks_is_not_taken_for_a_stalled_replica() -> None:
+    async def ready_chunks() -> AsyncIterator[GenerationChunk]:
+        for i in range(3):
+            yield GenerationChunk(choices=[ChoiceDelta(0, str(i))])
+
+    texts = []
+    async for chunk in within(ready_chunks(), 0.05, "m"):
+        texts.append(chunk.choices[0].text)
+        await asyncio.sleep(0.12)  # the client reads slowly: the replica is not waited on meanwhile
+    assert texts == ["0", "1", "2"]
+
+
+async def test_a_cancelled_reader_is_cancelled_not_timed_out() -> None:
+    async def hung() -> AsyncIterator[GenerationChunk]:
+        await asyncio.Event().wait()
+        yield GenerationChunk()
+
+    async def read() -> None:
+        async for _ in within(hung(), 0.2, "m"):
+            pass
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.05)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
