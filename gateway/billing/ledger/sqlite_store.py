@@ -47,6 +47,9 @@ class SqliteStore:
 
     def write_batch(self, records: Sequence[UsageRecord]) -> None:
         conn = self._write
+        if len(records) == 1:  # one statement is its own transaction: no BEGIN and COMMIT to run
+            conn.execute(insert_sql("?"), row_values(records[0]))
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(insert_sql("?"), [row_values(r) for r in records])
