@@ -8,7 +8,9 @@ Here one mock upstream serves two gateways at once: ``A`` from ``--base`` (anoth
 repository, run with this checkout's environment) and ``B`` from this checkout, each serving only the
 ``openai_upstream`` model of the benchmark catalog (no Ray). Each round measures direct then A, and
 direct then B (the order flipped every other round), in short c=1 cells; every gateway figure is taken
-against the direct cell just before it, and the verdict is the median of B - A over the rounds.
+against the direct cell just before it, and the verdict is the median of B - A over the rounds. Each
+cell also reads the gateway process's CPU per request, which moves less than latency here: a change of
+a few hundredths of a millisecond shows in its median over 16 rounds.
 """
 
 from __future__ import annotations
@@ -30,9 +32,16 @@ from benchmarks.subjects import Subject, direct_subject, mock_upstream
 CELL = Window(duration_s=1.5, warmup_s=0.3, max_requests=50_000)
 
 
-def _subject(system: str, base_url: str, headers: dict[str, str]) -> Subject:
+def _subject(system: str, base_url: str, headers: dict[str, str], pid: int) -> Subject:
     model = overhead.OPENAI_UPSTREAM_PATH[1]
-    return Subject(system=system, description=system, base_url=base_url, model=model, headers=headers)
+    return Subject(
+        system=system,
+        description=system,
+        base_url=base_url,
+        model=model,
+        headers=headers,
+        cpu_pids=lambda: {"front": [pid]},
+    )
 
 
 def run(base: Path, rounds: int, stream: bool, results_dir: Path, command: str) -> dict[str, Any]:
@@ -43,6 +52,7 @@ def run(base: Path, rounds: int, stream: bool, results_dir: Path, command: str) 
     work = Path(tempfile.mkdtemp(prefix="maas-bench-ab-"))
     weights, _, engine = overhead.bench_catalog(work)
     added: dict[str, list[float]] = {"A": [], "B": []}
+    cpu: dict[str, list[float]] = {"A": [], "B": []}
     with mock_upstream(engine.model_dump(), work / "logs") as mock:
         models, pools, unavailable = overhead.openai_upstream_models(weights, f"{mock.base_url}/v1")
         if unavailable is not None:
@@ -61,7 +71,10 @@ def run(base: Path, rounds: int, stream: bool, results_dir: Path, command: str) 
             "B": start_maas(catalog, log_dir=work / "B", models_dir=None),
         }
         try:
-            subjects = {name: _subject(name, g.server.base_url, g.headers) for name, g in gateways.items()}
+            subjects = {
+                name: _subject(name, gate.server.base_url, gate.headers, gate.server.pid)
+                for name, gate in gateways.items()
+            }
             direct = direct_subject(mock)
             for subject in subjects.values():  # warm both
                 overhead.measure_cell(subject, scenario, 1, CELL, {})
@@ -70,6 +83,7 @@ def run(base: Path, rounds: int, stream: bool, results_dir: Path, command: str) 
                     before = overhead.measure_cell(direct, scenario, 1, CELL, {})
                     cell = overhead.measure_cell(subjects[name], scenario, 1, CELL, {})
                     added[name].append(round(float(cell[key]) - float(before[key]), 3))
+                    cpu[name].append(float(cell["cpu_ms_per_request"]["front"]))
         finally:
             for gateway in gateways.values():
                 gateway.server.stop()
@@ -88,6 +102,12 @@ def run(base: Path, rounds: int, stream: bool, results_dir: Path, command: str) 
         "b_minus_a_ms": differences,
         "median_b_minus_a_ms": round(statistics.median(differences), 3),
         "rounds_b_faster": sum(d < 0 for d in differences),
+        # The gateway process's CPU per request in the same cells: steadier than latency on these VMs.
+        "cpu_ms_per_request": cpu,
+        "median_cpu_ms_per_request": {name: round(statistics.median(v), 3) for name, v in cpu.items()},
+        "median_cpu_b_minus_a_ms": round(
+            statistics.median(b - a for a, b in zip(cpu["A"], cpu["B"], strict=True)), 3
+        ),
         "wall_s": round(time.monotonic() - started, 1),
     }
     results_dir.mkdir(parents=True, exist_ok=True)

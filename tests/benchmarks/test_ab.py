@@ -1,5 +1,5 @@
 """The side-by-side benchmark runs two real gateways from two checkouts against one mock, and records every
-round's figures for both."""
+round's figures for both, latency and the gateway's CPU per request."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def test_two_gateways_are_measured_in_alternating_rounds_and_the_record_names_th
     assert [len(result["added_ms"][name]) for name in ("A", "B")] == [2, 2]
     assert all(isinstance(value, float) for value in result["added_ms"]["A"] + result["added_ms"]["B"])
     assert len(result["b_minus_a_ms"]) == 2 and 0 <= result["rounds_b_faster"] <= 2
+    # each cell's CPU is the gateway process's own, per request: some, and less than a whole second
+    assert all(0 < cpu < 1000 for name in ("A", "B") for cpu in result["cpu_ms_per_request"][name])
     saved = json.loads((tmp_path / "ab-latest.json").read_text())
     assert saved["median_b_minus_a_ms"] == result["median_b_minus_a_ms"]
     assert "ledger_fsync_ms" in saved["machine"]
