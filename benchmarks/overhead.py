@@ -7,8 +7,9 @@ directly; our gateway through the Ray Serve replica path on a fixed-rate engine 
 our gateway through the ``openai_upstream`` backend in front of the mock (when that backend exists); and
 LiteLLM's proxy in front of the mock. A load generator in its own process measures each at concurrency
 1, 8 and 32, non-stream (16 tokens at once) and stream (32 tokens, one every 10 ms). In the alternating
-c=1 rounds a byte-copying relay in front of the mock (``benchmarks.hop_relay``) is measured too: the floor
-of one more hop on the host, named beside the gateway's own figure.
+c=1 rounds two references in front of the mock are measured too, and named beside the gateway's own
+figure: a byte-copying relay (``benchmarks.hop_relay``), the floor of one more hop on the host, and a bare
+ASGI proxy on the gateway's server stack (``benchmarks.asgi_floor``), the floor of a Python gateway.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from benchmarks.machine import machine_info, versions
 from benchmarks.prom import GATEWAY_OVERHEAD, mean_ms_between, scrape_histogram
 from benchmarks.subjects import (
     Subject,
+    asgi_floor_subject,
     direct_subject,
     hop_relay_subject,
     litellm_subject,
@@ -266,11 +268,20 @@ def run(quick: bool, results_dir: Path, command: str) -> dict[str, Any]:
             for system, _ in (OPENAI_UPSTREAM_PATH, TWO_POOLS_PATH):
                 systems[system] = {"available": False, "reason": unavailable}
         catalog_path = write_catalog(work, catalog["models"] + upstream_models, pools)
-        with maas_subjects(catalog_path, paths, mock, logs) as subjects, hop_relay_subject(mock, logs) as hop:
+        with (
+            maas_subjects(catalog_path, paths, mock, logs) as subjects,
+            hop_relay_subject(mock, logs) as hop,
+            asgi_floor_subject(mock, logs) as floor,
+        ):
             for subject in subjects:
                 measure(subject)
-            systems[hop.system] = {"available": True, "description": hop.description, "paired_c1_only": True}
-            paired = paired_c1(direct_subject(mock), [hop, *subjects], PAIRED_ROUNDS[quick])
+            for reference in (hop, floor):
+                systems[reference.system] = {
+                    "available": True,
+                    "description": reference.description,
+                    "paired_c1_only": True,
+                }
+            paired = paired_c1(direct_subject(mock), [hop, floor, *subjects], PAIRED_ROUNDS[quick])
 
         with litellm_subject(mock, logs) as subject:
             measure(subject)

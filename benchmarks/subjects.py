@@ -56,6 +56,34 @@ def mock_upstream(options: dict[str, Any], log_dir: Path) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
+def asgi_floor_subject(mock: Server, log_dir: Path) -> Iterator[Subject]:
+    """The mock behind a bare ASGI proxy on the gateway's server stack (``benchmarks.asgi_floor``)."""
+    port = free_port()
+    command = [
+        str(VENV_PYTHON),
+        "-m",
+        "benchmarks.asgi_floor",
+        "--port",
+        str(port),
+        "--upstream",
+        f"{mock.base_url}/v1",
+    ]
+    server = start_server("asgi-floor", command, port=port, log_dir=log_dir)
+    try:
+        server.wait_ready(get_ok("/health"), timeout_s=60, interval_s=0.2)
+        yield Subject(
+            system="asgi-floor",
+            description="a bare ASGI proxy (uvicorn, uvloop, httptools, the gateway's HTTP client), no "
+            "keys, validation or metering, in front of the mock upstream",
+            base_url=server.base_url,
+            model="bench",
+            cpu_pids=lambda: {"proxy": [server.pid], "upstream": [mock.pid]},
+        )
+    finally:
+        server.stop(grace_s=5)
+
+
+@contextlib.contextmanager
 def hop_relay_subject(mock: Server, log_dir: Path) -> Iterator[Subject]:
     """The mock behind a byte-copying TCP relay (``benchmarks.hop_relay``): the floor of one more hop."""
     port = free_port()

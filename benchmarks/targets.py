@@ -45,11 +45,12 @@ BEYOND_FSYNC_MS = 0.5
 
 
 HOP_FLOOR = "hop-floor"
+ASGI_FLOOR = "asgi-floor"
 
 
-def _hop_floor(paired: list[Row]) -> float | None:
-    """The median p50 a byte-copying relay adds over direct in the alternating rounds (None: not measured)."""
-    rounds = [r["added_p50_ms"] for r in paired if r["system"] == HOP_FLOOR and r["added_p50_ms"] is not None]
+def _paired_median(paired: list[Row], system: str) -> float | None:
+    """The median p50 ``system`` adds over direct in the alternating rounds (None: not measured)."""
+    rounds = [r["added_p50_ms"] for r in paired if r["system"] == system and r["added_p50_ms"] is not None]
     return round(statistics.median(rounds), 3) if rounds else None
 
 
@@ -96,7 +97,7 @@ def overhead_targets(
                     beyond <= BEYOND_FSYNC_MS,
                 )
             )
-            hop = _hop_floor(paired or [])
+            hop = _paired_median(paired or [], HOP_FLOOR)
             if hop is not None:
                 targets.append(
                     _target(
@@ -105,6 +106,19 @@ def overhead_targets(
                         system,
                         beyond - hop,
                         "(reported: the gateway's own part)",
+                        None,
+                    )
+                )
+            floor = _paired_median(paired or [], ASGI_FLOOR)
+            if floor is not None:
+                targets.append(
+                    _target(
+                        "non-stream c=1: the same, less what a bare ASGI proxy on the gateway's server stack "
+                        f"adds ({floor} ms: uvicorn and one upstream call, no keys, validation or "
+                        "metering)",
+                        system,
+                        beyond - floor,
+                        "(reported: what the gateway's own work adds)",
                         None,
                     )
                 )
