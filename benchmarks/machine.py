@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import os
 import platform
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -63,6 +65,50 @@ def fsync_latency_ms(folder: Path = REPO, writes: int = 50) -> dict[str, float]:
             times.append((time.perf_counter() - started) * 1000)
     times.sort()
     return {"p50": round(times[len(times) // 2], 3), "p95": round(times[int(len(times) * 0.95)], 3)}
+
+
+_ECHO = """
+import socket, sys
+connection = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while data := connection.recv(4096):
+    connection.sendall(data)
+"""
+
+
+def wake_rtt_ms(round_trips: int = 2000) -> dict[str, float]:
+    """p50 of a 300-byte round trip over loopback TCP to another process that waits for it: what waking a
+    process costs on this host, paid several times by every request through a gateway. ``any_cpu``: where
+    the scheduler puts the two (as in every benchmark); ``one_cpu``: both on the first CPU. On the VMs
+    these benchmarks run on the first is several times the second: an idle CPU halts at once and is dear
+    to wake, so a c=1 figure moves with how long each process sat idle before its turn."""
+    result: dict[str, float] = {}
+    own = os.sched_getaffinity(0)
+    first = {min(own)}
+    for label, cpus in (("any_cpu", own), ("one_cpu", first)):
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            port = server.getsockname()[1]
+            echo = subprocess.Popen([sys.executable, "-c", _ECHO, str(port)])
+            try:
+                os.sched_setaffinity(echo.pid, cpus)
+                os.sched_setaffinity(0, cpus)
+                connection, _ = server.accept()
+                with connection:
+                    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    times = []
+                    for _ in range(round_trips):
+                        started = time.perf_counter()
+                        connection.sendall(b"x" * 300)
+                        received = 0
+                        while received < 300:
+                            received += len(connection.recv(4096))
+                        times.append((time.perf_counter() - started) * 1000)
+            finally:
+                os.sched_setaffinity(0, own)
+                echo.wait(timeout=10)
+        times.sort()
+        result[f"{label}_p50"] = round(times[len(times) // 2], 3)
+    return result
 
 
 def ledger_fsync_ms(folder: Path = REPO, commits: int = 200) -> dict[str, float]:
@@ -135,6 +181,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_features": cpu_features(),
         "fsync_4k_ms": fsync_latency_ms(),
         "ledger_fsync_ms": ledger_fsync_ms(),
+        "wake_rtt_ms": wake_rtt_ms(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

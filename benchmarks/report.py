@@ -32,10 +32,16 @@ def _preamble(result: Row) -> list[str]:
         if "load_avg_1m_at_start" in m
         else f"load average at end {m.get('load_avg_1m_at_end')}"
     )
+    host = [f"{m['cores']} cores", str(m["cpu_model"]), f"{m['memory_gib']} GiB"]
+    if "cpu_features" in m:
+        host.append(", ".join(m["cpu_features"]) or "no AVX2")
+    if "wake_rtt_ms" in m:
+        rtt = m["wake_rtt_ms"]
+        host.append(f"wake round trip {rtt['any_cpu_p50']} ms ({rtt['one_cpu_p50']} ms on one CPU)")
     return [
         f"Command: `{result['command']}` ({result['date']}, {result['wall_s']:.0f} s wall)",
         "",
-        f"Machine: {m['cores']} cores, {m['cpu_model']}, {m['memory_gib']} GiB; {load}. Versions: {shown}.",
+        f"Machine: {'; '.join(host)}; {load}. Versions: {shown}.",
         "",
     ]
 

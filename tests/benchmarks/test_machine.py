@@ -1,11 +1,21 @@
-"""What every benchmark result records about its host: the CPU's instruction sets, the disk's fsync and
-what the disk adds to the ledger's commit."""
+"""What every benchmark result records about its host: the CPU's instruction sets, the disk's fsync, what
+the disk adds to the ledger's commit and what waking another process costs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from benchmarks.machine import CPU_FLAGS, cpu_features, fsync_latency_ms, ledger_fsync_ms, machine_info
+import psutil
+
+from benchmarks.machine import (
+    CPU_FLAGS,
+    cpu_features,
+    fsync_latency_ms,
+    ledger_fsync_ms,
+    machine_info,
+    wake_rtt_ms,
+)
 
 
 def test_cpu_features_are_the_flags_of_this_cpu_that_matter() -> None:
@@ -31,7 +41,16 @@ def test_the_ledgers_fsync_is_its_durable_commit_less_its_crash_safe_one_and_lea
     assert list(tmp_path.iterdir()) == []
 
 
-def test_machine_info_carries_all_three() -> None:
+def test_the_wake_round_trip_is_measured_free_and_on_one_cpu_and_leaves_no_process_or_pinning() -> None:
+    affinity = os.sched_getaffinity(0)
+    children = psutil.Process().children()
+    rtt = wake_rtt_ms(round_trips=50)
+    assert rtt["any_cpu_p50"] > 0 and rtt["one_cpu_p50"] > 0
+    assert os.sched_getaffinity(0) == affinity
+    assert psutil.Process().children() == children
+
+
+def test_machine_info_carries_the_cpu_the_disk_and_the_wake_up() -> None:
     info = machine_info()
     assert info["cpu_features"] == cpu_features() and "p50" in info["fsync_4k_ms"]
-    assert "p50" in info["ledger_fsync_ms"]
+    assert "p50" in info["ledger_fsync_ms"] and "one_cpu_p50" in info["wake_rtt_ms"]
