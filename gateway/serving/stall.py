@@ -37,6 +37,7 @@ class _Deadline:
         task = asyncio.current_task()
         assert task is not None, "a stream is read in a task"
         self._waiter, self._cancelling = task, task.cancelling()
+        self.expired = False  # each wait is judged alone, as a fresh asyncio.timeout would be
         self._deadline = self._loop.time() + seconds
         if self._timer is not None and self._timer.when() > self._deadline:
             self._timer.cancel()  # a shorter bound than the first wait's: the timer must come sooner
