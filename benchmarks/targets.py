@@ -46,6 +46,22 @@ BEYOND_FSYNC_MS = 0.5
 
 HOP_FLOOR = "hop-floor"
 ASGI_FLOOR = "asgi-floor"
+REFERENCES = (
+    (
+        HOP_FLOOR,
+        "non-stream c=1: the same, less what a byte-copying relay adds ({} ms, the floor of any hop on this "
+        "host)",
+        "(reported: the gateway's own part)",
+    ),
+    (
+        ASGI_FLOOR,
+        "non-stream c=1: the same, less what a bare ASGI proxy on the gateway's server stack adds ({} ms: "
+        "uvicorn and one upstream call, no keys, validation or metering)",
+        "(reported: what the gateway's own work adds)",
+    ),
+)
+"""The references measured in the alternating c=1 rounds, each named beside the upstream path's figure
+net of the fsync: (system, the row's text with the reference's median, what the row reports)."""
 
 
 def _paired_median(paired: list[Row], system: str) -> float | None:
@@ -97,31 +113,10 @@ def overhead_targets(
                     beyond <= BEYOND_FSYNC_MS,
                 )
             )
-            hop = _paired_median(paired or [], HOP_FLOOR)
-            if hop is not None:
-                targets.append(
-                    _target(
-                        f"non-stream c=1: the same, less what a byte-copying relay adds ({hop} ms, the floor "
-                        "of any hop on this host)",
-                        system,
-                        beyond - hop,
-                        "(reported: the gateway's own part)",
-                        None,
-                    )
-                )
-            floor = _paired_median(paired or [], ASGI_FLOOR)
-            if floor is not None:
-                targets.append(
-                    _target(
-                        "non-stream c=1: the same, less what a bare ASGI proxy on the gateway's server stack "
-                        f"adds ({floor} ms: uvicorn and one upstream call, no keys, validation or "
-                        "metering)",
-                        system,
-                        beyond - floor,
-                        "(reported: what the gateway's own work adds)",
-                        None,
-                    )
-                )
+            for reference, named, reported in REFERENCES:
+                floor = _paired_median(paired or [], reference)
+                if floor is not None:
+                    targets.append(_target(named.format(floor), system, beyond - floor, reported, None))
         ratio = _ratio(_find(rows, system, 32, "nonstream"), _find(rows, "litellm", 32, "nonstream"), "rps")
         targets.append(
             _target(
