@@ -83,6 +83,23 @@ class VLLMOptions(BaseModel):
     )
 
 
+SINGLE_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+"""What lets vLLM run a CPU engine's worker inside its engine-core process (with the ``uni`` executor)."""
+
+
+def single_process_worker(chip: str, options: VLLMOptions) -> bool:
+    """Whether the engine's model worker runs inside its engine-core process rather than in a process of
+    its own: on the CPU at one chip a replica and no reserved cores (as vLLM already does on CUDA).
+
+    vLLM's CPU platform forces its multiprocess executor so it can bind a worker's OpenMP threads to the
+    cores it picked, which matters for several ranks or reserved cores. At one rank owning every core the
+    separate worker process only costs: it imports torch and vLLM again (about 6-11 s of every engine
+    start on 2 cores, about 1 GB of memory) and every step crosses a shared-memory queue to it. With the
+    worker in the engine core, SmolLM2 ran as fast or faster at one and sixteen streams (benchmarks/README.md,
+    eleventh session)."""
+    return chip == "cpu" and options.tensor_parallel_size == 1 and options.cpu_reserved_cores == 0
+
+
 PLATFORM_PLUGINS: dict[str, tuple[str, str]] = {
     # chip kind -> (module, pip package) of the vLLM platform plugin that adds the chip to vLLM
     "ascend": ("vllm_ascend", "vllm-ascend"),
@@ -154,6 +171,8 @@ class VLLMBackend:
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.options.cpu_reserved_cores)
             # The AOT-compiled path recompiles on every start on the CPU; eager start is seconds.
             os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
+            if single_process_worker(kind.name, self.options):
+                os.environ.update(SINGLE_PROCESS_ENV)
             return
         plugin = PLATFORM_PLUGINS.get(kind.name)
         if plugin is not None and importlib.util.find_spec(plugin[0]) is None:
@@ -176,6 +195,8 @@ class VLLMBackend:
             "max_logprobs": self.options.max_logprobs,
             "disable_log_stats": True,
         }
+        if single_process_worker(self.spec.chip_kind.name, self.options):
+            kwargs["distributed_executor_backend"] = "uni"
         if self.spec.task != "chat":
             kwargs["runner"] = "pooling"  # embeddings and cross-encoders: vLLM's pooling models
         if self.options.quantization:

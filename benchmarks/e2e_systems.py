@@ -55,13 +55,24 @@ class EngineSettings:
     reserved_cores: int
 
     @property
+    def single_process(self) -> bool:
+        """Whether the gateway's vllm backend runs this engine's worker in its engine-core process; every
+        system then does, so they differ in their serving path only."""
+        from backends.vllm_backend import VLLMOptions, single_process_worker
+
+        return single_process_worker("cpu", VLLMOptions(cpu_reserved_cores=self.reserved_cores))
+
+    @property
     def env(self) -> dict[str, str]:
+        from backends.vllm_backend import SINGLE_PROCESS_ENV
+
         return {
             "VLLM_TARGET_DEVICE": "cpu",
             "VLLM_CPU_KVCACHE_SPACE": f"{self.kv_cache_gib:g}",
             "VLLM_CPU_NUM_OF_RESERVED_CPU": str(self.reserved_cores),
             "VLLM_USE_AOT_COMPILE": "0",
             "HF_HUB_OFFLINE": "1",
+            **(SINGLE_PROCESS_ENV if self.single_process else {}),
         }
 
     @property
@@ -71,6 +82,7 @@ class EngineSettings:
             "enforce_eager": self.enforce_eager,
             "max_model_len": self.max_model_len,
             "max_num_seqs": self.max_num_seqs,
+            **({"distributed_executor_backend": "uni"} if self.single_process else {}),
         }
 
 
@@ -144,6 +156,8 @@ def vllm_direct(
     ]
     if settings.enforce_eager:
         command.append("--enforce-eager")
+    if settings.single_process:
+        command.append("--distributed-executor-backend=uni")
     server = start_server(
         "vllm-direct", command, port=port, log_dir=log_dir, env={**os.environ, **settings.env}
     )

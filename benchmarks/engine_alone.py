@@ -29,14 +29,7 @@ async def _measure(requests: int, rounds: int) -> None:
 
     settings = engine_settings()
     os.environ.update(settings.env)
-    args = AsyncEngineArgs(
-        model=str(settings.weights),
-        dtype=settings.dtype,
-        max_model_len=settings.max_model_len,
-        max_num_seqs=settings.max_num_seqs,
-        enforce_eager=settings.enforce_eager,
-        disable_log_stats=True,
-    )
+    args = AsyncEngineArgs(model=str(settings.weights), disable_log_stats=True, **settings.engine_kwargs)
     engine: Any = AsyncLLM.from_engine_args(args)
     tokenizer = engine.get_tokenizer()
     messages = [{"role": "user", "content": PROMPT}]

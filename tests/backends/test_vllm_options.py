@@ -49,6 +49,24 @@ def test_catalog_engine_options_become_vllm_engine_arguments() -> None:
     assert kwargs["served_model_name"] == "m"
 
 
+@pytest.mark.parametrize(
+    ("chip", "engine", "uni"),
+    [
+        ("cpu", {}, True),
+        ("cpu", {"tensor_parallel_size": 2}, False),
+        ("cpu", {"cpu_reserved_cores": 1}, False),
+        ("nvidia", {}, False),
+    ],
+)
+def test_a_one_rank_cpu_engine_runs_its_worker_in_the_engine_core_process(
+    chip: str, engine: dict[str, object], uni: bool
+) -> None:
+    # Several ranks or reserved cores need vLLM's multiprocess executor to bind each rank's OpenMP threads;
+    # on CUDA vLLM picks its executor itself.
+    kwargs = VLLMBackend.from_spec(spec(chip, **engine)).engine_kwargs()
+    assert (kwargs.get("distributed_executor_backend") == "uni") is uni
+
+
 def test_context_length_is_the_default_max_model_len() -> None:
     assert VLLMBackend.from_spec(spec("cpu")).engine_kwargs()["max_model_len"] == 4096
 
