@@ -36,6 +36,12 @@ from backends.tools import StructuredOutput
 from backends.vllm_attention import attention_backend
 from backends.vllm_gloo import SHARED_GLOO_ENV
 from backends.vllm_pooling import embed, rerank
+from backends.vllm_single_process import (
+    SINGLE_PROCESS_ENV,
+    environment,
+    single_process_worker,
+    worker_omp_env,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,23 +87,6 @@ class VLLMOptions(BaseModel):
             "except CPU_MLA for a float32 MLA model on the CPU (see backends.vllm_attention)."
         ),
     )
-
-
-SINGLE_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-"""What lets vLLM run a CPU engine's worker inside its engine-core process (with the ``uni`` executor)."""
-
-
-def single_process_worker(chip: str, options: VLLMOptions) -> bool:
-    """Whether the engine's model worker runs inside its engine-core process rather than in a process of
-    its own: on the CPU at one chip a replica and no reserved cores (as vLLM already does on CUDA).
-
-    vLLM's CPU platform forces its multiprocess executor so it can bind a worker's OpenMP threads to the
-    cores it picked, which matters for several ranks or reserved cores. At one rank owning every core the
-    separate worker process only costs: it imports torch and vLLM again (about 6-11 s of every engine
-    start on 2 cores, about 1 GB of memory) and every step crosses a shared-memory queue to it. With the
-    worker in the engine core, SmolLM2 ran as fast or faster at one and sixteen streams (benchmarks/README.md,
-    eleventh session)."""
-    return chip == "cpu" and options.tensor_parallel_size == 1 and options.cpu_reserved_cores == 0
 
 
 PLATFORM_PLUGINS: dict[str, tuple[str, str]] = {
@@ -163,6 +152,14 @@ class VLLMBackend:
     def from_spec(cls, spec: ModelSpec) -> VLLMBackend:
         return cls(spec, VLLMOptions.model_validate(spec.engine))
 
+    @property
+    def single_process(self) -> bool:
+        """The model worker runs in the engine-core process (``backends.vllm_single_process``)."""
+        options = self.options
+        return single_process_worker(
+            self.spec.chip_kind.name, options.tensor_parallel_size, options.cpu_reserved_cores
+        )
+
     def _set_platform_env(self) -> None:
         """Point vLLM at the replica's chip: CPU settings, or the platform plugin a vendor chip needs."""
         kind = self.spec.chip_kind
@@ -171,7 +168,7 @@ class VLLMBackend:
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(self.options.cpu_reserved_cores)
             # The AOT-compiled path recompiles on every start on the CPU; eager start is seconds.
             os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
-            if single_process_worker(kind.name, self.options):
+            if self.single_process:
                 os.environ.update(SINGLE_PROCESS_ENV)
             return
         plugin = PLATFORM_PLUGINS.get(kind.name)
@@ -195,7 +192,7 @@ class VLLMBackend:
             "max_logprobs": self.options.max_logprobs,
             "disable_log_stats": True,
         }
-        if single_process_worker(self.spec.chip_kind.name, self.options):
+        if self.single_process:
             kwargs["distributed_executor_backend"] = "uni"
         if self.spec.task != "chat":
             kwargs["runner"] = "pooling"  # embeddings and cross-encoders: vLLM's pooling models
@@ -230,7 +227,10 @@ class VLLMBackend:
         args.structured_outputs_config = StructuredOutputsConfig(
             backend="xgrammar", disable_any_whitespace=self.options.compact_json
         )
-        self._engine = AsyncLLM.from_engine_args(args)
+        config = args.create_engine_config()
+        # The engine core is spawned in AsyncLLM's constructor, with this process's environment then.
+        with environment(worker_omp_env(config) if self.single_process else {}):
+            self._engine = AsyncLLM.from_vllm_config(config, disable_log_stats=args.disable_log_stats)
         self._tokenizer = self._engine.get_tokenizer()
         self._renderer = PromptRenderer(self._tokenizer, len(self._tokenizer))
         if self.spec.task == "chat":  # a pooling model generates nothing to constrain

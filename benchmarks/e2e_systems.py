@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
+from backends.vllm_single_process import SINGLE_PROCESS_ENV
 from benchmarks.maas_server import MODELS_DIR, process_roles, start_maas
 from benchmarks.procs import REPO, VENV_PYTHON, Server, free_port, start_server
 from benchmarks.venvs import ensure_venv
@@ -55,24 +57,13 @@ class EngineSettings:
     reserved_cores: int
 
     @property
-    def single_process(self) -> bool:
-        """Whether the gateway's vllm backend runs this engine's worker in its engine-core process; every
-        system then does, so they differ in their serving path only."""
-        from backends.vllm_backend import VLLMOptions, single_process_worker
-
-        return single_process_worker("cpu", VLLMOptions(cpu_reserved_cores=self.reserved_cores))
-
-    @property
     def env(self) -> dict[str, str]:
-        from backends.vllm_backend import SINGLE_PROCESS_ENV
-
         return {
             "VLLM_TARGET_DEVICE": "cpu",
             "VLLM_CPU_KVCACHE_SPACE": f"{self.kv_cache_gib:g}",
             "VLLM_CPU_NUM_OF_RESERVED_CPU": str(self.reserved_cores),
             "VLLM_USE_AOT_COMPILE": "0",
             "HF_HUB_OFFLINE": "1",
-            **(SINGLE_PROCESS_ENV if self.single_process else {}),
         }
 
     @property
@@ -82,8 +73,36 @@ class EngineSettings:
             "enforce_eager": self.enforce_eager,
             "max_model_len": self.max_model_len,
             "max_num_seqs": self.max_num_seqs,
-            **({"distributed_executor_backend": "uni"} if self.single_process else {}),
         }
+
+    @property
+    def single_process(self) -> bool:
+        """Whether the gateway's vllm backend runs this engine's model worker in its engine-core process
+        (``backends.vllm_single_process``). The peers run vLLM as its authors ship it (three processes),
+        as they run without the gateway's gloo plugin; the engine alone runs it as the gateway does."""
+        from backends.vllm_single_process import single_process_worker
+
+        return single_process_worker("cpu", 1, self.reserved_cores)
+
+    @property
+    def single_process_env(self) -> dict[str, str]:
+        """The environment the gateway spawns such an engine core with: vLLM's switch and the OpenMP
+        threads and binding vLLM would give the worker."""
+        return (
+            _single_process_env(self.weights, self.dtype, self.max_model_len) if self.single_process else {}
+        )
+
+
+@functools.cache
+def _single_process_env(weights: Path, dtype: str, max_model_len: int) -> dict[str, str]:
+    """What the vllm backend spawns a one-rank CPU engine core with (``backends.vllm_single_process``),
+    worked out by vLLM in a child process: this one never imports vLLM."""
+    engine = {"model": str(weights), "dtype": dtype, "max_model_len": max_model_len}
+    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    command = [str(VENV_PYTHON), "-m", "backends.vllm_single_process", json.dumps(engine)]
+    output = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    found: dict[str, str] = json.loads(output.strip().splitlines()[-1])
+    return found
 
 
 def engine_settings() -> EngineSettings:
@@ -136,6 +155,8 @@ def vllm_direct(
     log_dir: Path,
     *,
     extra_args: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
+    system: str = "vllm-direct",
     description: str = "vLLM's own OpenAI server (vllm.entrypoints.launchers.api_server.entry)",
 ) -> Iterator[Endpoint]:
     port = free_port()
@@ -156,14 +177,12 @@ def vllm_direct(
     ]
     if settings.enforce_eager:
         command.append("--enforce-eager")
-    if settings.single_process:
-        command.append("--distributed-executor-backend=uni")
     server = start_server(
-        "vllm-direct", command, port=port, log_dir=log_dir, env={**os.environ, **settings.env}
+        system, command, port=port, log_dir=log_dir, env={**os.environ, **settings.env, **(extra_env or {})}
     )
     with _running(server, _chat_ok(SERVED_NAME), timeout_s=300) as seconds:
         yield Endpoint(
-            system="vllm-direct",
+            system=system,
             description=description,
             base_url=server.base_url,
             model=SERVED_NAME,
@@ -259,11 +278,31 @@ def _one_core_free(factory: SystemFactory, system: str) -> SystemFactory:
     return variant
 
 
+@contextlib.contextmanager
+def _same_layout_as_the_gateway(settings: EngineSettings, log_dir: Path) -> Iterator[Endpoint]:
+    layout = settings.single_process_env
+    threads = {
+        name: value for name, value in layout.items() if name in ("OMP_NUM_THREADS", *SINGLE_PROCESS_ENV)
+    }
+    with vllm_direct(
+        settings,
+        log_dir,
+        extra_args=["--distributed-executor-backend=uni"] if layout else [],
+        extra_env=threads,
+        system="vllm-direct-uni",
+        description="vLLM's own OpenAI server, its model worker in the engine-core process (unbound threads)",
+    ) as endpoint:
+        yield endpoint
+
+
 # Experiments, run only when named (`--systems`): both peers with one core kept free of the engine. Each
 # `-1core` system is compared with `vllm-direct-1core`.
 EXPERIMENTS: dict[str, SystemFactory] = {
     "vllm-direct-1core": _one_core_free(vllm_direct, "vllm-direct-1core"),
     "maas-1core": _one_core_free(maas, "maas-1core"),
+    # vLLM's own server with its worker in the engine-core process and as many OpenMP threads as the
+    # gateway's engine, unbound (a binding would pin the API server too: it is that process's environment).
+    "vllm-direct-uni": _same_layout_as_the_gateway,
     # Our gateway with the replica channels off: every chunk crosses Serve's handle, as before them.
     "maas-handle": functools.partial(
         maas, system="maas-handle", extra_env={"MAAS_REPLICA_CHANNELS": "0"}, hop="Serve DeploymentHandle"

@@ -28,8 +28,13 @@ async def _measure(requests: int, rounds: int) -> None:
     from benchmarks.e2e_systems import engine_settings
 
     settings = engine_settings()
-    os.environ.update(settings.env)
-    args = AsyncEngineArgs(model=str(settings.weights), disable_log_stats=True, **settings.engine_kwargs)
+    # The engine as the gateway runs it: its worker in the engine-core process where the gateway does so,
+    # spawned with the same OpenMP set-up (vLLM is imported already, so it binds only the engine core).
+    os.environ.update({**settings.env, **settings.single_process_env})
+    layout = {"distributed_executor_backend": "uni"} if settings.single_process else {}
+    args = AsyncEngineArgs(
+        model=str(settings.weights), disable_log_stats=True, **settings.engine_kwargs, **layout
+    )
     engine: Any = AsyncLLM.from_engine_args(args)
     tokenizer = engine.get_tokenizer()
     messages = [{"role": "user", "content": PROMPT}]

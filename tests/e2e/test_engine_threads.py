@@ -1,13 +1,20 @@
-"""The engines a running gateway started poll gloo from one thread a process (``backends/vllm_gloo.py``),
-where torch alone gives each of vLLM's thirteen or so gloo groups its own thread waking every 10 ms."""
+"""The engines a running gateway started: a one-rank CPU engine runs its model worker in its engine-core
+process with vLLM's OpenMP set-up for that worker (``backends/vllm_single_process.py``), and polls gloo from
+one thread (``backends/vllm_gloo.py``), where torch alone gives each of vLLM's thirteen or so gloo groups
+its own thread waking every 10 ms."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import psutil
 import pytest
 
+from backends.vllm_single_process import SINGLE_PROCESS_ENV
 from tests.e2e.conftest import Gateway, process_tree
 
 pytestmark = pytest.mark.e2e
@@ -36,12 +43,34 @@ def engine_processes(gateway: Gateway) -> dict[int, str]:
     return found
 
 
-def test_one_rank_cpu_engines_run_their_worker_in_the_engine_core(gateway: Gateway) -> None:
+def openmp_environment(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        items = environ.read().decode(errors="replace").split("\0")
+    pairs = [item.split("=", 1) for item in items if "=" in item]
+    return {name: value for name, value in pairs if name.startswith(("OMP_", "GOMP_", "KMP_AFFINITY"))}
+
+
+def test_one_rank_cpu_engines_run_their_own_worker(gateway: Gateway, smollm2_weights: Path) -> None:
     # The chat model and the embedding model: an engine-core process each and no separate worker process
-    # (vLLM's CPU default is three processes an engine: replica, engine core, worker).
-    names = sorted(engine_processes(gateway).values())
+    # (vLLM's CPU default is three processes an engine: replica, engine core, worker) ...
+    engines = engine_processes(gateway)
+    names = sorted(engines.values())
     assert names.count("VLLM::EngineCore") >= 2, names
     assert "VLLM::Worker" not in names, names
+    # ... each with the OpenMP threads and binding vLLM would have given that worker, not the single
+    # thread Ray sets for its replicas (their child inherits it).
+    engine = json.dumps({"model": str(smollm2_weights), "dtype": "float32", "max_model_len": 2048})
+    helper = subprocess.run(
+        [sys.executable, "-m", "backends.vllm_single_process", engine],
+        env={**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    layout = json.loads(helper.stdout.splitlines()[-1])
+    wanted = {name: value for name, value in layout.items() if name not in SINGLE_PROCESS_ENV}
+    for pid in engines:
+        assert openmp_environment(pid) == wanted, (pid, wanted)
 
 
 def test_each_vllm_engine_of_the_default_catalog_polls_gloo_from_one_thread(gateway: Gateway) -> None:
