@@ -1,7 +1,8 @@
 """The real-model systems of the end-to-end benchmark, each a context manager yielding an ``Endpoint``.
 
 All three serve the SmolLM2 folder that ``maas serve`` prepared, with the engine settings of the
-gateway's ``models.yaml`` deployment (read from it, so a change there reaches every system):
+gateway's ``models.yaml`` deployment (read from it, so a change there reaches every system; the engine's
+process layout is the gateway's own choice, see ``EngineSettings.single_process``):
 direct vLLM (its OpenAI server), our gateway (``maas serve models.yaml``) and Ray Serve LLM.
 """
 
