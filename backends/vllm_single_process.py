@@ -15,7 +15,10 @@ thirds of the speed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -54,12 +57,20 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def engine_core_env(engine_args: Mapping[str, Any]) -> dict[str, str]:
+    """The environment a one-rank CPU engine core with ``engine_args`` (``AsyncEngineArgs`` keywords) is
+    spawned with, worked out by vLLM in a child process, so the caller never imports vLLM (the benchmarks
+    and the tests that check a running gateway's engines)."""
+    command = [sys.executable, "-m", __name__, json.dumps(dict(engine_args))]
+    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    found: dict[str, str] = json.loads(output.strip().splitlines()[-1])
+    return found
+
+
 def main() -> None:
     """Print, as JSON, the engine-core environment of a one-rank CPU engine for the engine arguments given
-    as JSON (the benchmarks give vLLM's own server the gateway's engine layout with it)."""
-    import json
-    import sys
-
+    as JSON (``engine_core_env``)."""
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     os.environ.update(SINGLE_PROCESS_ENV)

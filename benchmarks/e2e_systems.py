@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from backends.vllm_single_process import SINGLE_PROCESS_ENV
+from backends.vllm_single_process import SINGLE_PROCESS_ENV, engine_core_env, single_process_worker
 from benchmarks.maas_server import MODELS_DIR, process_roles, start_maas
 from benchmarks.procs import REPO, VENV_PYTHON, Server, free_port, start_server
 from benchmarks.venvs import ensure_venv
@@ -81,8 +80,6 @@ class EngineSettings:
         """Whether the gateway's vllm backend runs this engine's model worker in its engine-core process
         (``backends.vllm_single_process``). The peers run vLLM as its authors ship it (three processes),
         as they run without the gateway's gloo plugin; the engine alone runs it as the gateway does."""
-        from backends.vllm_single_process import single_process_worker
-
         return single_process_worker("cpu", 1, self.reserved_cores)
 
     @property
@@ -96,14 +93,8 @@ class EngineSettings:
 
 @functools.cache
 def _single_process_env(weights: Path, dtype: str, max_model_len: int) -> dict[str, str]:
-    """What the vllm backend spawns a one-rank CPU engine core with (``backends.vllm_single_process``),
-    worked out by vLLM in a child process: this one never imports vLLM."""
-    engine = {"model": str(weights), "dtype": dtype, "max_model_len": max_model_len}
-    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
-    command = [str(VENV_PYTHON), "-m", "backends.vllm_single_process", json.dumps(engine)]
-    output = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
-    found: dict[str, str] = json.loads(output.strip().splitlines()[-1])
-    return found
+    """What the vllm backend spawns a one-rank CPU engine core with (``backends.vllm_single_process``)."""
+    return engine_core_env({"model": str(weights), "dtype": dtype, "max_model_len": max_model_len})
 
 
 def engine_settings() -> EngineSettings:

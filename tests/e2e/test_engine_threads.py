@@ -5,16 +5,13 @@ its own thread waking every 10 ms."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
-from backends.vllm_single_process import SINGLE_PROCESS_ENV
+from backends.vllm_single_process import SINGLE_PROCESS_ENV, engine_core_env
 from tests.e2e.conftest import Gateway, process_tree
 
 pytestmark = pytest.mark.e2e
@@ -59,15 +56,7 @@ def test_one_rank_cpu_engines_run_their_own_worker(gateway: Gateway, smollm2_wei
     assert "VLLM::Worker" not in names, names
     # ... each with the OpenMP threads and binding vLLM would have given that worker, not the single
     # thread Ray sets for its replicas (their child inherits it).
-    engine = json.dumps({"model": str(smollm2_weights), "dtype": "float32", "max_model_len": 2048})
-    helper = subprocess.run(
-        [sys.executable, "-m", "backends.vllm_single_process", engine],
-        env={**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    layout = json.loads(helper.stdout.splitlines()[-1])
+    layout = engine_core_env({"model": str(smollm2_weights), "dtype": "float32", "max_model_len": 2048})
     wanted = {name: value for name, value in layout.items() if name not in SINGLE_PROCESS_ENV}
     for pid in engines:
         assert openmp_environment(pid) == wanted, (pid, wanted)
