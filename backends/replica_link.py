@@ -61,8 +61,17 @@ def batch(events: list[Event]) -> list[Event]:
 class ReplicaLink:
     """Keeps one channel to the gateway open and serves the requests that come over it."""
 
-    def __init__(self, ticket: ChannelTicket, replica: str, serve: Serve, max_backoff_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        ticket: ChannelTicket,
+        replica: str,
+        serve: Serve,
+        max_backoff_s: float = 5.0,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_lost`` is called when an open connection is lost (the gateway stopped, or moved)."""
         self._ticket = ticket
+        self._on_lost = on_lost
         self._hello = Hello(ticket.app, ticket.release, replica)
         self._serve = serve
         self._max_backoff_s = max_backoff_s
@@ -79,6 +88,10 @@ class ReplicaLink:
     @property
     def open_requests(self) -> int:
         return len(self._tasks)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
 
     async def wait_connected(self, timeout_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -139,6 +152,8 @@ class ReplicaLink:
                 await writer.wait_closed()
             if not self._closing:
                 logger.warning("replica channel lost app=%s aborted=%d", self._ticket.app, len(tasks))
+                if self._on_lost is not None:
+                    self._on_lost()
 
     async def _generate(self, stream: int, request: EngineRequest) -> None:
         try:

@@ -24,19 +24,25 @@ class Directory:
     def __init__(self) -> None:
         self.listed: list[GatewayAddress] = []
         self.down = False
+        self.reads: list[float] = []
 
     async def lookup(self) -> list[GatewayAddress]:
+        self.reads.append(asyncio.get_running_loop().time())
         if self.down:
             raise ConnectionError("directory unreachable")
         return list(self.listed)
 
 
 @contextlib.asynccontextmanager
-async def replica_of(*listed: GatewayAddress) -> AsyncIterator[tuple[Directory, ReplicaLinks, Engine]]:
+async def replica_of(
+    *listed: GatewayAddress, steady_period_s: float = 0.2
+) -> AsyncIterator[tuple[Directory, ReplicaLinks, Engine]]:
     """One replica's links, reading a directory that lists ``listed`` (the test edits it)."""
     directory, engine = Directory(), Engine()
     directory.listed = list(listed)
-    links = ReplicaLinks(INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05)
+    links = ReplicaLinks(
+        INVITE, "replica-1", engine.serve, directory.lookup, period_s=0.05, steady_period_s=steady_period_s
+    )
     links.start()
     try:
         yield directory, links, engine
@@ -98,3 +104,31 @@ async def test_a_gateway_back_at_another_address_gets_a_new_channel(hubs: list[C
         directory.listed = [hubs[1].address("g1")]  # the same id, restarted on another port
         await until(lambda: not hubs[0].open_channels(APP, "r1"))
         await until(lambda: len(hubs[1].open_channels(APP, "r1")) == 1)
+
+
+async def test_a_steady_directory_is_read_less_and_less_often_down_to_the_steady_period(
+    hubs: list[ChannelHub],
+) -> None:
+    async with replica_of(hubs[0].address("g1"), steady_period_s=0.4) as (directory, _, _):
+        await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
+        await asyncio.sleep(2.0)
+        gaps = [b - a for a, b in zip(directory.reads, directory.reads[1:], strict=False)]
+        # 0.05 s while the link opens, then 0.1, 0.2 and 0.4 s; at 0.05 s throughout it would be ~40 reads
+        assert len(directory.reads) < 12, gaps
+        assert max(gaps) == pytest.approx(0.4, abs=0.1)
+        assert gaps[-1] == pytest.approx(0.4, abs=0.1)
+
+
+async def test_a_lost_channel_has_the_directory_read_at_once_and_a_moved_gateway_found(
+    hubs: list[ChannelHub],
+) -> None:
+    async with replica_of(hubs[0].address("g1"), steady_period_s=30) as (directory, links, _):
+        await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
+        await asyncio.sleep(
+            3.5
+        )  # steady: reads 0.1, 0.2, 0.4, 0.8, 1.6 s apart, the next 3.2 s after the last
+        reads = len(directory.reads)
+        directory.listed = [hubs[1].address("g1")]  # g1 restarts on another port...
+        hubs[0].close()  # ...and its old listener and channel are gone
+        await until(lambda: len(hubs[1].open_channels(APP, "r1")) == 1, timeout_s=1.5)
+        assert len(directory.reads) > reads and links.gateways == ["g1"]
