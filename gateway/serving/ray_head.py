@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -57,6 +58,10 @@ def _serve_head(args: argparse.Namespace) -> int:
     node = Node(params, head=True, shutdown_at_exit=False, spawn_reaper=True, ray_init_cluster=True)
     # The GCS listens on every interface but the gateway reaches it over loopback only.
     port = str(node.gcs_address).rsplit(":", 1)[1]
+    # The head's own client of the GCS was for starting it; kept, its gRPC threads would wake this process
+    # about 24 times a second for nothing (stopping the processes below needs only their PIDs).
+    node._gcs_client = None
+    gc.collect()
     print(f"GCS_ADDRESS=127.0.0.1:{port}", flush=True)
     try:
         while not stop and os.getppid() == args.parent:
