@@ -124,9 +124,8 @@ async def test_a_lost_channel_has_the_directory_read_at_once_and_a_moved_gateway
 ) -> None:
     async with replica_of(hubs[0].address("g1"), steady_period_s=30) as (directory, links, _):
         await until(lambda: len(hubs[0].open_channels(APP, "r1")) == 1)
-        await asyncio.sleep(
-            3.5
-        )  # steady: reads 0.1, 0.2, 0.4, 0.8, 1.6 s apart, the next 3.2 s after the last
+        # steady: reads 0.1, 0.2, 0.4, 0.8 and 1.6 s apart, the next one 3.2 s after the last
+        await asyncio.sleep(3.5)
         reads = len(directory.reads)
         directory.listed = [hubs[1].address("g1")]  # g1 restarts on another port...
         hubs[0].close()  # ...and its old listener and channel are gone
