@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import orjson
 from fastapi import Request
-from fastapi.responses import ORJSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from backends.base import (
@@ -127,6 +128,16 @@ def served_tier(model: RoutedModel, tier: ServiceTier | None) -> str | None:
             code="unsupported_service_tier",
         )
     return tier
+
+
+class JsonAnswer(Response):
+    """A whole answer, encoded by orjson: 16 embeddings (6,144 floats) in 0.15 ms instead of json's 5 ms.
+    FastAPI's ``ORJSONResponse`` did the same, but is deprecated: every one built issued a warning."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 async def _account(meter: Meter) -> None:
@@ -267,8 +278,7 @@ async def run_call(
         settled = meter.settling(progress, "ok", account_later=True)
         try:
             try:
-                # orjson: 16 embeddings (6,144 floats) encode in 0.15 ms instead of json's 5 ms
-                response = ORJSONResponse(whole_body(whole), background=BackgroundTask(_account, meter))
+                response = JsonAnswer(whole_body(whole), background=BackgroundTask(_account, meter))
             finally:
                 await settled  # the answer goes out only once its record is durable
         except BaseException:
