@@ -206,7 +206,7 @@ class OpenAIUpstreamBackend:
         except HttpError:
             raise BackendUnavailable("The model endpoint cut the answer off; retry.") from None
         try:
-            payload = json.loads(raw)
+            payload = _loads(raw)
         except ValueError:
             raise BackendUnavailable("The model endpoint sent an answer that is not JSON.") from None
         if not isinstance(payload, dict):
@@ -325,6 +325,15 @@ class OpenAIUpstreamBackend:
             await reads.aclose()
         if pending:
             yield pending.removesuffix(b"\r").decode("utf-8", "replace")
+
+
+def _loads(raw: bytes) -> Any:
+    """A whole answer's JSON: orjson's one call, or the standard parser's four for what orjson refuses
+    (``NaN`` and ``Infinity``, which Python's own JSON writers emit)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def _retry_after(response: Response, default: float) -> float:

@@ -75,6 +75,15 @@ async def coalesce(source: AsyncIterator[GenerationChunk]) -> AsyncIterator[Gene
             await asyncio.gather(task, return_exceptions=True)
 
 
+def _whole_already(pieces: list[GenerationChunk]) -> bool:
+    """A backend that answers whole sends one chunk: nothing to fold when it holds at most one choice and
+    no tool-call fragments (folding sorts choices and joins fragments)."""
+    if len(pieces) != 1:
+        return False
+    choices = pieces[0].choices
+    return not choices or (len(choices) == 1 and choices[0].tool_calls is None)
+
+
 async def timed(
     source: AsyncIterator[GenerationChunk], whole: bool, merge_piled_up: bool = True
 ) -> AsyncIterator[GenerationChunk]:
@@ -91,7 +100,7 @@ async def timed(
                     yield GenerationChunk(keepalive=True)
         finally:
             await close_stream(source)
-        merged = merge_chunks(pieces)
+        merged = pieces[0] if _whole_already(pieces) else merge_chunks(pieces)
         merged.engine_seconds = time.perf_counter() - started
         yield merged
         return

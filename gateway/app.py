@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,12 +31,14 @@ from gateway.api import (
 )
 from gateway.api.asgi_errors import client_gone_response, error_response
 from gateway.api.body_limit import BodyLimit
+from gateway.api.deps import Services
 from gateway.api.direct_route import DirectRoutes, direct_endpoints
 from gateway.api.drain import Drain, DrainGate
 from gateway.api.health import HealthSource
 from gateway.api.openapi_bodies import with_bodies
 from gateway.billing.admission import Admission, Counters, CounterStore
-from gateway.billing.ledger import Ledger
+from gateway.billing.ledger import Ledger, UsageRecord
+from gateway.billing.metering import log_usage
 from gateway.billing.overload import ModelGates
 from gateway.catalog.routing import ModelRouter
 from gateway.errors import (
@@ -123,7 +126,9 @@ def build_app(
     audit: AuditLog | None = None,
     drain: Drain | None = None,
     placement: LivePlacement | None = None,
+    usage_log: Callable[[UsageRecord], None] = log_usage,
 ) -> FastAPI:
+    """The gateway's app on its collaborators; ``usage_log`` writes each settled request's usage line."""
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.model_router = model_router
     app.state.keystore = keystore
@@ -138,6 +143,16 @@ def build_app(
     app.state.started_at = time.time()
     app.state.audit = audit or AuditLog(keystore.database)  # beside the tenants and keys it is about
     app.state.drain = drain or Drain()
+    app.state.services = Services(
+        ledger=ledger,
+        metrics=metrics,
+        admission=admission,
+        utilization=utilization,
+        model_gates=app.state.model_gates,
+        placement=app.state.placement,
+        drain=app.state.drain,
+        usage_log=usage_log,
+    )
     app.add_exception_handler(ServiceError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

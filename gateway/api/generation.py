@@ -3,8 +3,8 @@ model → replica → response → metering."""
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,15 +28,7 @@ from backends.base import (
     close_stream,
 )
 from backends.tools import StructuredOutput, ToolPlan
-from gateway.api.deps import (
-    get_admission,
-    get_drain,
-    get_ledger,
-    get_metrics,
-    get_model_gates,
-    get_placement,
-    get_utilization,
-)
+from gateway.api.deps import get_services
 from gateway.api.disconnect import unless_gone
 from gateway.api.dispatch import Failed, dispatch
 from gateway.billing.admission import Admission
@@ -140,14 +132,23 @@ class JsonAnswer(Response):
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
-async def _account(meter: Meter) -> None:
-    """A response's background, on the event loop: Starlette runs a plain function's in a worker thread,
-    a thread hop (and a contender for the interpreter's lock) per request."""
-    meter.account()
+class AccountAfter(BackgroundTask):
+    """A response's background that counts its meter's record once the answer is out, on the event loop.
+    Starlette runs a plain function's background in a worker thread (a thread hop, and a contender for
+    the interpreter's lock, per request), and ``BackgroundTask`` inspects its function on every request
+    to tell which kind it is."""
+
+    def __init__(self, meter: Meter) -> None:  # BackgroundTask's own fields are never read
+        self.meter = meter
+
+    async def __call__(self) -> None:
+        self.meter.account()
 
 
 def new_request_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+    """``prefix-`` and 32 random hex digits (128 bits, as a UUID4's hex; two C calls, not ``uuid``'s
+    Python)."""
+    return f"{prefix}-{os.urandom(16).hex()}"
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -194,16 +195,17 @@ async def run_call(
     encoder: StreamEncoder | None = None,
 ) -> Response:
     started = request_started(request)
-    metrics = get_metrics(request)
+    services = get_services(request)
+    metrics = services.metrics
     principal = call.principal
     check_task(call)
     served_tier(call.model, call.service_tier)
     if principal.models is not None and call.model.name not in principal.models:
         raise PermissionDenied(f"This API key may not use the model `{call.model.name}`.", param="model")
-    admission = get_admission(request)
-    utilization = get_utilization(request)
+    admission = services.admission
+    utilization = services.utilization
     meter = Meter(
-        ledger=get_ledger(request),
+        ledger=services.ledger,
         metrics=metrics,
         request_id=request_id,
         idempotency_key=idempotency_key(request),
@@ -214,7 +216,8 @@ async def run_call(
         started=started,
         admission=admission,
         utilization=utilization,
-        alone=get_drain(request).alone,
+        alone=services.drain.alone,
+        log=services.usage_log,
     )
     await admit(call, admission, meter)
     generation: EngineRequest = call.pooling or GenerationRequest(
@@ -236,8 +239,8 @@ async def run_call(
                 generation,
                 principal.tenant,
                 placement_request(call),
-                get_model_gates(request),
-                get_placement(request),
+                services.model_gates,
+                services.placement,
             ),
         )
     except ClientGone:  # left the queue, freed its slot, aborted in the engine: nothing was sent
@@ -278,7 +281,7 @@ async def run_call(
         settled = meter.settling(progress, "ok", account_later=True)
         try:
             try:
-                response = JsonAnswer(whole_body(whole), background=BackgroundTask(_account, meter))
+                response = JsonAnswer(whole_body(whole), background=AccountAfter(meter))
             finally:
                 await settled  # the answer goes out only once its record is durable
         except BaseException:

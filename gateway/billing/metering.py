@@ -23,6 +23,32 @@ from gateway.tenancy.keystore import Principal
 
 logger = logging.getLogger("maas.usage")
 
+USAGE_LINE = (
+    "usage request_id=%s tenant=%s key_id=%s model=%s status=%s prompt_tokens=%d completion_tokens=%d "
+    "estimated=%s duration_s=%.3f"
+)
+"""Every settled request's log line (``usage_args`` fills it): never a prompt, a completion or a secret."""
+
+
+def usage_args(record: UsageRecord) -> tuple[object, ...]:
+    return (
+        record.request_id,
+        record.tenant,
+        record.key_id,
+        record.model,
+        record.status,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.usage_estimated,
+        record.duration_s,
+    )
+
+
+def log_usage(record: UsageRecord) -> None:
+    """Log a settled record's usage line through ``logging`` (the serving process writes it faster: see
+    ``gateway.cli.logs.usage_logger``)."""
+    logger.info(USAGE_LINE, *usage_args(record))
+
 
 class UsageObserver(Protocol):
     """Counts every settled record (the gateway's Prometheus metrics)."""
@@ -76,6 +102,8 @@ class Meter:
     alone: Callable[[], bool] | None = None
     """Whether this is the only request in flight: its record may then be committed on the event loop
     (``Ledger.submit``)."""
+    log: Callable[[UsageRecord], None] = log_usage
+    """Writes the settled record's usage line."""
     settled: bool = field(default=False, init=False)
     route: Route | None = field(default=None, init=False)
     """The deployment that answered (or failed last); None: the call was refused before placement."""
@@ -156,19 +184,7 @@ class Meter:
         if self.utilization is not None and self.route is not None:
             self.utilization.finished(self.route.name, record.prompt_tokens, record.completion_tokens)
         self.metrics.observe(record)
-        logger.info(
-            "usage request_id=%s tenant=%s key_id=%s model=%s status=%s prompt_tokens=%d "
-            "completion_tokens=%d estimated=%s duration_s=%.3f",
-            record.request_id,
-            record.tenant,
-            record.key_id,
-            record.model,
-            record.status,
-            record.prompt_tokens,
-            record.completion_tokens,
-            record.usage_estimated,
-            record.duration_s,
-        )
+        self.log(record)
 
     def settling(
         self, progress: Progress, status: str, error_type: str | None = None, *, account_later: bool = False

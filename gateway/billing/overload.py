@@ -80,7 +80,7 @@ class ModelGate:
     async def enter(self, tenant: str, ttft_slo_s: float | None = None) -> None:
         """Take a slot, waiting in the tenant's queue if need be (by deadline: now plus ``ttft_slo_s``;
         none: behind those with one); raise a refusal if the queue is full."""
-        if self.running < self.capacity and not self.queued:
+        if self.running < self.capacity and (not self._queues or not self.queued):  # no waiter: no sum
             self._take(tenant)
             return
         if self.queued >= self.max_queued:
@@ -135,7 +135,7 @@ class ModelGate:
         raise self._over_share(tenant) if others else self._saturated()
 
     def _grant(self) -> None:
-        while self.running < self.capacity and self._queues:
+        while self._queues and self.running < self.capacity:  # nobody waits: nothing to count
             # The tenant with the fewest running goes first; among equals, the one served longest ago.
             tenant = min(self._queues, key=lambda t: (self._running.get(t, 0), self._last_turn.get(t, -1)))
             waiter = self._queues[tenant].popleft()

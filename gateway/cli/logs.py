@@ -39,11 +39,18 @@ class _HandOver(QueueHandler):
         return queued
 
 
+_Deferred = tuple[str, int, float, str, tuple[object, ...]]
+"""A line whose record the writer makes: logger name, level, time, format and its arguments."""
+
+
 class BatchWriter:
     """A thread that writes queued records to ``handler`` in batches (see the module's text)."""
 
     def __init__(
-        self, records: queue.SimpleQueue[logging.LogRecord | None], handler: logging.Handler, gather_s: float
+        self,
+        records: queue.SimpleQueue[logging.LogRecord | _Deferred | None],
+        handler: logging.Handler,
+        gather_s: float,
     ) -> None:
         self.records = records
         self.handler = handler
@@ -62,17 +69,34 @@ class BatchWriter:
                     batch.append(self.records.get_nowait())
                 except queue.Empty:
                     break
-            for record in batch:
-                if record is not None:
-                    self.handler.handle(record)
+            for item in batch:
+                if isinstance(item, tuple):
+                    item = _record(*item)
+                if item is not None:
+                    self.handler.handle(item)
             if batch[-1] is None:
                 return
+
+    def line(self, logger: logging.Logger, level: int, fmt: str, args: tuple[object, ...]) -> None:
+        """Log ``fmt % args`` for ``logger`` at ``level``, with the record made and formatted in the writer's
+        thread: a ``LogRecord`` made on the event loop (the caller's frame found, its file's name split,
+        the thread named) is some thirty Python calls, and the usage line is written for every request.
+        The logger's level applies; the line goes to the writer's handler, where the process's records
+        go (a filter or a handler of the logger's own is not consulted)."""
+        if logger.isEnabledFor(level):
+            self.records.put((logger.name, level, time.time(), fmt, args))
 
     def stop(self) -> None:
         """Write what is queued, then end the thread."""
         if self._thread.is_alive():
             self.records.put(None)
             self._thread.join(timeout=5)
+
+
+def _record(name: str, level: int, created: float, fmt: str, args: tuple[object, ...]) -> logging.LogRecord:
+    record = logging.LogRecord(name, level, "", 0, fmt % args, None, None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    return record
 
 
 def log_off_the_loop(level: int = logging.INFO, stream: TextIO | None = None) -> BatchWriter | None:
@@ -84,7 +108,7 @@ def log_off_the_loop(level: int = logging.INFO, stream: TextIO | None = None) ->
         return None
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+    records: queue.SimpleQueue[logging.LogRecord | _Deferred | None] = queue.SimpleQueue()
     writer = BatchWriter(records, handler, GATHER_S)
     atexit.register(writer.stop)
     for handler_before in list(root.handlers):

@@ -35,8 +35,12 @@ from gateway.cli.settings import Settings
 from gateway.cli.stores import open_admission_for, open_ledger_for, open_tenancy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import uvicorn
 
+    from gateway.billing.ledger import UsageRecord
+    from gateway.cli.logs import BatchWriter
     from gateway.serving.serve_runtime import ServeRuntime
 
 logger = logging.getLogger("maas")
@@ -62,6 +66,20 @@ def _freeze_startup_heap() -> None:
     )
 
 
+def _usage_log(writer: BatchWriter | None) -> Callable[[UsageRecord], None]:
+    """Each request's usage line, its record made by the log writer's thread (``BatchWriter.line``)."""
+    from gateway.billing.metering import USAGE_LINE, log_usage, usage_args
+
+    if writer is None:  # this process's logs were routed before: through logging, then
+        return log_usage
+    usage = logging.getLogger("maas.usage")
+
+    def log(record: UsageRecord) -> None:
+        writer.line(usage, logging.INFO, USAGE_LINE, usage_args(record))
+
+    return log
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -72,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.cli.logs import log_off_the_loop
 
-    log_off_the_loop(logging.INFO)  # the event loop queues log records; a thread writes them
+    writer = log_off_the_loop(logging.INFO)  # the event loop queues log records; a thread writes them
 
     from gateway.api.drain import Drain
     from gateway.app import build_app
@@ -212,6 +230,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             utilization,
             drain=drain,
             audit=tenancy.audit,
+            usage_log=_usage_log(writer),
         )
         config = uvicorn.Config(
             app,

@@ -90,14 +90,20 @@ class UtilizationMeter:
         self._clock = clock
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}  # model -> requests without their first token
         self._busy_since: dict[str, float] = {}
+        self._busy_unwritten: dict[str, float] = {}  # deployment -> busy seconds not in the metric yet
+        self._at_collect = metrics.update_at_collect
         self._deployments: dict[str, DeploymentCost] = {}
         self._last = clock()
         self.configure(deployments)
+        if self._at_collect:
+            metrics.registry.before_collect(self._write_live)
 
     def configure(self, deployments: list[DeploymentCost]) -> None:
-        """Set what runs (at start and after a catalog change); time so far is accrued first."""
+        """Set what runs (at start and after a catalog change); time so far is accrued (and written) first."""
         self.tick()
+        self._write_live()
         with self._lock:
             gone = set(self._deployments) - {d.name for d in deployments}
             for name in gone:
@@ -129,9 +135,8 @@ class UtilizationMeter:
         with self._lock:
             self._accrue_busy(name, self._clock())  # at the old level, up to now
             self._in_flight[name] = max(0, self._in_flight.get(name, 0) + change)
-            d = self._deployments.get(name)
-            if d is not None:
-                self._metrics.in_flight.labels(*_labels(d)).set(self._in_flight[name])
+            if not self._at_collect:
+                self._write_deployment(name)
 
     def _accrue_busy(self, name: str, now: float) -> None:
         """Busy time of deployment ``name``'s replicas since its last change (the caller holds the lock)."""
@@ -142,11 +147,34 @@ class UtilizationMeter:
             return
         busy = min(self._in_flight.get(name, 0), d.replicas)
         if busy and now > last:
-            self._metrics.busy_seconds.labels(*_labels(d)).inc((now - last) * busy)
+            self._busy_unwritten[name] = self._busy_unwritten.get(name, 0.0) + (now - last) * busy
+
+    def _write_deployment(self, name: str) -> None:
+        """Deployment ``name``'s requests in flight and busy time into the metrics (the caller holds the
+        lock)."""
+        d = self._deployments.get(name)
+        if d is None:
+            return
+        labels = _labels(d)
+        self._metrics.in_flight.labels(*labels).set(self._in_flight.get(name, 0))
+        busy = self._busy_unwritten.pop(name, 0.0)
+        if busy:
+            self._metrics.busy_seconds.labels(*labels).inc(busy)
+
+    def _write_live(self) -> None:
+        """Every deployment's and model's live counts into the metrics (before the registry is read)."""
+        with self._lock:
+            for name in list(self._in_flight) + list(self._busy_unwritten):
+                self._write_deployment(name)
+            for model, waiting in list(self._waiting.items()):
+                self._metrics.queued.labels(model).set(waiting)
 
     def waiting(self, model: str, change: int) -> None:
         """A request starts (+1) or stops (-1) waiting for its first token."""
-        self._metrics.queued.labels(model).inc(change)
+        if self._at_collect:
+            self._waiting[model] = self._waiting.get(model, 0) + change  # on the event loop alone
+        else:
+            self._metrics.queued.labels(model).inc(change)
 
     def tick(self) -> None:
         """Accrue replica time, busy time and cost since the last tick."""
@@ -160,6 +188,8 @@ class UtilizationMeter:
                 if d.name in healthy:
                     self._metrics.replicas_healthy.labels(*labels).set(healthy[d.name])
                 self._accrue_busy(d.name, now)
+                if not self._at_collect:
+                    self._write_deployment(d.name)
                 if elapsed <= 0 or not accounts:
                     continue
                 running = healthy.get(d.name, 0) if d.autoscaled else d.replicas

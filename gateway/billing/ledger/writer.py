@@ -47,6 +47,8 @@ class Ledger:
         self._inline = getattr(store, "local", False)
         self._inline_paused_until = 0.0
         self._writing = threading.Lock()  # one commit at a time, in the writer thread or a caller's
+        self._committed: Future[None] = Future()  # what every record committed on a caller's thread gets
+        self._committed.set_result(None)
         # SimpleQueue: a put is one C call, no lock or condition in Python on the request path.
         self._queue: queue.SimpleQueue[tuple[UsageRecord, Future[None]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="maas-ledger", daemon=True)
@@ -55,9 +57,12 @@ class Ledger:
     def submit(self, record: UsageRecord, *, alone: bool = False) -> Future[None]:
         """Queue a record; the future completes when it is durable. ``alone``: the caller is the only
         request in flight, so it may commit the record itself, now (the future is then done already)."""
+        if alone and self._inline:
+            outcome = self._commit_here(record)
+            if outcome is not None:
+                return outcome
         done: Future[None] = Future()
-        if not (alone and self._inline and self._commit_here(record, done)):
-            self._queue.put((record, done))
+        self._queue.put((record, done))
         return done
 
     async def record(self, record: UsageRecord, *, alone: bool = False) -> None:
@@ -67,16 +72,22 @@ class Ledger:
             await asyncio.wrap_future(done)
         done.result()
 
-    def _commit_here(self, record: UsageRecord, done: Future[None]) -> bool:
-        """Commit ``record`` on the caller's thread if nothing is queued and the writer is not committing;
-        False when it must be queued instead."""
+    def _commit_here(self, record: UsageRecord) -> Future[None] | None:
+        """Commit ``record`` on the caller's thread if nothing is queued and the writer is not committing:
+        the outcome, as a done future (the ledger's one ``_committed`` when it is durable: a future's
+        own making is a dozen Python calls); None when it must be queued instead."""
         if not self._queue.empty() or time.monotonic() < self._inline_paused_until:
-            return False
+            return None
         if not self._writing.acquire(blocking=False):
-            return False  # the writer thread is committing: join its next batch
+            return None  # the writer thread is committing: join its next batch
         try:
             started = time.perf_counter()
-            self._write([(record, done)])
+            try:
+                self.store.write_batch((record,))
+            except Exception as exc:
+                outcome: Future[None] = self._failed(exc, 1)
+            else:
+                outcome = self._committed
         finally:
             self._writing.release()
         took = time.perf_counter() - started
@@ -87,7 +98,14 @@ class Ledger:
                 took * 1000,
                 PAUSE_S,
             )
-        return True
+        return outcome
+
+    @staticmethod
+    def _failed(exc: Exception, records: int) -> Future[None]:
+        logger.error("ledger write failed records=%d error=%s", records, type(exc).__name__)
+        failed: Future[None] = Future()
+        failed.set_exception(exc)
+        return failed
 
     def _write(self, batch: Sequence[tuple[UsageRecord, Future[None]]]) -> None:
         """Commit ``batch`` (the caller holds ``_writing``) and complete its futures."""

@@ -69,3 +69,26 @@ def test_lines_that_follow_within_the_gather_time_are_written_in_the_same_wake_u
     # The first line was written only after the others were queued: one wake-up wrote all three.
     assert written == [(text, True, "maas-logs") for text in ("first", "second", "third")]
     assert not writer._thread.is_alive()
+
+
+def test_a_line_made_in_the_writer_reads_as_the_logger_would_write_it_at_the_time_of_the_call() -> None:
+    records: queue.SimpleQueue[logging.LogRecord | tuple[str, int, float, str, tuple[object, ...]] | None] = (
+        queue.SimpleQueue()
+    )
+    handler = logging.StreamHandler(out := io.StringIO())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    writer = BatchWriter(records, handler, gather_s=0.0)
+    logger = logging.getLogger("maas.test.lines")
+    logger.setLevel(logging.INFO)
+    try:
+        called = time.time()
+        writer.line(logger, logging.INFO, "usage model=%s tokens=%d", ("m", 3))
+        writer.line(logger, logging.DEBUG, "below the logger's level: %s", ("dropped",))
+        time.sleep(0.01)
+        writer.stop()
+    finally:
+        logger.setLevel(logging.NOTSET)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(" INFO maas.test.lines usage model=m tokens=3")
+    stamped = time.strptime(lines[0][:19], "%Y-%m-%d %H:%M:%S")
+    assert abs(time.mktime(stamped) - int(called)) <= 1  # the time of the call, not of the writing

@@ -185,3 +185,38 @@ def test_a_gateway_that_does_not_account_for_replicas_counts_only_its_own_reques
     assert other.registry.get_sample_value("maas_replica_seconds_total", a) is None
     assert other.registry.get_sample_value("maas_infra_cost_total", {**a, "currency": "USD"}) is None
     assert value(other.registry, "maas_replica_busy_seconds_total", **a) == 3600
+
+
+def test_settled_records_are_counted_once_however_often_the_metrics_are_read() -> None:
+    from tests.gateway.billing.ledger.test_stores import record
+
+    metrics = GatewayMetrics()
+    labels = {"model": "m1", "tenant": "acme", "chip": "cpu", "pool": "own"}
+    for i in range(3):
+        metrics.observe(record(f"r{i}", completion_tokens=5))
+    r = metrics.registry
+    assert value(r, "maas_requests_total", **labels, status="ok", error_type="") == 3
+    assert value(r, "maas_requests_total", **labels, status="ok", error_type="") == 3  # read again: still 3
+    assert value(r, "maas_tokens_total", **labels, kind="completion") == 15
+    metrics.observe(record("r3", completion_tokens=5))
+    assert value(r, "maas_request_duration_seconds_count", model="m1", endpoint="chat.completions") == 4
+
+
+def test_without_a_scrape_settled_records_are_counted_in_batches_not_kept() -> None:
+    from gateway.observability.metrics import COUNT_EVERY
+    from tests.gateway.billing.ledger.test_stores import record
+
+    metrics = GatewayMetrics()
+    for i in range(COUNT_EVERY + 1):
+        metrics.observe(record(f"r{i}"))
+    labels = ("m1", "acme", "cpu", "own", "ok", "")
+    counted = metrics.requests.labels(*labels)._value.get()  # the child itself: no registry read
+    assert counted == COUNT_EVERY
+    assert (
+        value(
+            metrics.registry,
+            "maas_requests_total",
+            **dict(zip(("model", "tenant", "chip", "pool", "status", "error_type"), labels, strict=True)),
+        )
+        == COUNT_EVERY + 1
+    )
