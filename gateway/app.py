@@ -144,6 +144,8 @@ def build_app(
     app.state.audit = audit or AuditLog(keystore.database)  # beside the tenants and keys it is about
     app.state.drain = drain or Drain()
     app.state.services = Services(
+        keystore=keystore,
+        model_router=model_router,
         ledger=ledger,
         metrics=metrics,
         admission=admission,

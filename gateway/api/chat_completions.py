@@ -7,7 +7,7 @@ from dataclasses import replace
 from fastapi import APIRouter, Request, Response
 
 from backends.tools import StructuredOutput, ToolPlan
-from gateway.api.deps import authenticate, get_model_router, parse_body
+from gateway.api.deps import authenticate_with, get_services, parse_body
 from gateway.api.direct_route import DirectRoute
 from gateway.api.generation import Call, new_request_id, run_call, served_tier
 from gateway.api.openapi_bodies import json_body
@@ -47,13 +47,14 @@ def with_tool_parser(
 
 @router.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
 async def create_chat_completion(request: Request) -> Response:
-    principal = await authenticate(request)
+    services = get_services(request)
+    principal = await authenticate_with(request, services.keystore)
     body = await parse_body(request, ChatCompletionRequest)
     if (problem := body.unsupported()) is not None:
         raise problem
     tools = body.tool_plan()
     structured = body.structured()
-    model = get_model_router(request).resolve(body.model)
+    model = services.model_router.resolve(body.model)
     tools = with_tool_parser(tools, structured, model)
     request_id = new_request_id("chatcmpl")
     tier = served_tier(model, body.service_tier)
@@ -71,10 +72,12 @@ async def create_chat_completion(request: Request) -> Response:
         tools=tools,
         service_tier=body.service_tier,
     )
-    encoder = StreamEncoder(
-        preamble=formatter.role_chunk(),
-        delta=formatter.delta_chunk,
-        usage=formatter.usage_chunk,
-        include_usage=body.include_usage,
-    )
-    return await run_call(request, call, request_id, formatter.completion, encoder)
+    encoder = None
+    if body.stream:  # a whole answer is formatted by ``formatter.completion`` alone
+        encoder = StreamEncoder(
+            preamble=formatter.role_chunk(),
+            delta=formatter.delta_chunk,
+            usage=formatter.usage_chunk,
+            include_usage=body.include_usage,
+        )
+    return await run_call(request, call, request_id, formatter.completion, encoder, services)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.api.deps import authenticate, get_model_router, parse_body
+from gateway.api.deps import authenticate_with, get_services, parse_body
 from gateway.api.direct_route import DirectRoute
 from gateway.api.generation import Call, new_request_id, run_call
 from gateway.api.openapi_bodies import json_body
@@ -17,11 +17,12 @@ router = APIRouter(route_class=DirectRoute)
 
 @router.post("/v1/completions", openapi_extra=json_body(CompletionRequest))
 async def create_completion(request: Request) -> Response:
-    principal = await authenticate(request)
+    services = get_services(request)
+    principal = await authenticate_with(request, services.keystore)
     body = await parse_body(request, CompletionRequest)
     if (problem := body.unsupported()) is not None:
         raise problem
-    model = get_model_router(request).resolve(body.model)
+    model = services.model_router.resolve(body.model)
     request_id = new_request_id("cmpl")
     formatter = CompletionFormatter(request_id, model.name)
     call = Call(
@@ -33,10 +34,12 @@ async def create_completion(request: Request) -> Response:
         stream=body.stream,
         service_tier=body.service_tier,
     )
-    encoder = StreamEncoder(
-        preamble=None,
-        delta=formatter.delta_chunk,
-        usage=formatter.usage_chunk,
-        include_usage=body.include_usage,
-    )
-    return await run_call(request, call, request_id, formatter.completion, encoder)
+    encoder = None
+    if body.stream:  # a whole answer is formatted by ``formatter.completion`` alone
+        encoder = StreamEncoder(
+            preamble=None,
+            delta=formatter.delta_chunk,
+            usage=formatter.usage_chunk,
+            include_usage=body.include_usage,
+        )
+    return await run_call(request, call, request_id, formatter.completion, encoder, services)

@@ -38,6 +38,8 @@ class Services:
     """The collaborators a request's call uses, found with one lookup a request: each attribute of
     Starlette's ``app.state`` is a Python ``__getattr__`` call, and a call used seven."""
 
+    keystore: KeyStore
+    model_router: ModelRouter
     ledger: Ledger
     metrics: GatewayMetrics
     admission: Admission
@@ -117,13 +119,18 @@ def get_metrics(request: Request) -> GatewayMetrics:
 
 async def authenticate(request: Request) -> Principal:
     """FastAPI dependency: the caller's principal from ``Authorization: Bearer <key>``, or 401."""
+    return await authenticate_with(request, get_keystore(request))
+
+
+async def authenticate_with(request: Request, keystore: KeyStore) -> Principal:
+    """``authenticate`` against ``keystore`` (the request's services already found)."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
     try:  # a database round trip, if any, runs off the event loop: a slow database stalls only its callers
-        principal = await get_keystore(request).authenticate_async(secret)
+        principal = await keystore.authenticate_async(secret)
     except Exception as exc:
         logger.warning("key store unreachable error=%s", type(exc).__name__)
         raise KeysUnavailable("API keys cannot be checked right now; retry shortly.") from exc

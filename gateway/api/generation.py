@@ -28,7 +28,7 @@ from backends.base import (
     close_stream,
 )
 from backends.tools import StructuredOutput, ToolPlan
-from gateway.api.deps import get_services
+from gateway.api.deps import Services, get_services
 from gateway.api.disconnect import unless_gone
 from gateway.api.dispatch import Failed, dispatch
 from gateway.billing.admission import Admission
@@ -42,6 +42,7 @@ from gateway.tenancy.keystore import Principal
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 OVERHEAD_HEADER = "x-maas-gateway-overhead-ms"
+_OVERHEAD_HEADER_RAW = OVERHEAD_HEADER.encode("latin-1")
 MAX_IDEMPOTENCY_KEY = 255
 
 
@@ -160,8 +161,8 @@ def idempotency_key(request: Request) -> str | None:
 
 def request_started(request: Request) -> float:
     """When the gateway received the request (set by the timing middleware)."""
-    started: float = getattr(request.state, "started", None) or time.perf_counter()
-    return started
+    started: float = request.scope.get("state", {}).get("started") or time.perf_counter()
+    return started  # read from the scope: ``request.state`` would make a ``State`` object over it
 
 
 def placement_request(call: Call) -> PlacementRequest:
@@ -193,9 +194,10 @@ async def run_call(
     request_id: str,
     whole_body: Callable[[GenerationChunk], dict[str, Any]],
     encoder: StreamEncoder | None = None,
+    services: Services | None = None,
 ) -> Response:
     started = request_started(request)
-    services = get_services(request)
+    services = services or get_services(request)
     metrics = services.metrics
     principal = call.principal
     check_task(call)
@@ -291,7 +293,8 @@ async def run_call(
     engine = first.engine_seconds if first is not None and first.engine_seconds is not None else backend_wait
     overhead = time.perf_counter() - started - min(engine, backend_wait)
     metrics.overhead.labels(call.endpoint).observe(overhead)
-    response.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
+    # Appended as it goes on the wire: ``response.headers[...] = ...`` wraps and rescans them all, in Python.
+    response.raw_headers.append((_OVERHEAD_HEADER_RAW, b"%.3f" % (overhead * 1000)))
     if meter.reservation is not None:
         response.headers.update(meter.reservation.headers)
     return response

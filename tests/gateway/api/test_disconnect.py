@@ -81,3 +81,19 @@ async def test_no_watcher_outlives_the_call() -> None:
         await unless_gone(connection.receive, asyncio.sleep(0))
     await asyncio.sleep(0)
     assert len(asyncio.all_tasks()) == before
+
+
+async def test_a_call_answered_before_the_watch_delay_starts_no_watcher_and_a_longer_one_does() -> None:
+    connection = Connection()
+    before = len(asyncio.all_tasks())
+    seen: list[int] = []
+
+    async def work(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        seen.append(len(asyncio.all_tasks()) - before)
+
+    await unless_gone(connection.receive, work(0.001), watch_after_s=0.05)
+    await unless_gone(connection.receive, work(0.1), watch_after_s=0.05)
+    assert seen == [0, 1]  # the second call's watcher was running when its work ended
+    await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) == before
