@@ -28,7 +28,7 @@ from backends.base import (
     close_stream,
 )
 from backends.tools import StructuredOutput, ToolPlan
-from gateway.api.deps import Services, get_services
+from gateway.api.deps import Services, get_services, header
 from gateway.api.disconnect import unless_gone
 from gateway.api.dispatch import Failed, dispatch
 from gateway.billing.admission import Admission
@@ -153,7 +153,7 @@ def new_request_id(prefix: str) -> str:
 
 
 def idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
+    key = header(request, b"idempotency-key")
     if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
         raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
     return key

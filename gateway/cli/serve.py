@@ -243,6 +243,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # the side that closes an idle connection must be the client, or a request sent just as
             # the gateway closes it fails (uvicorn's default is 5 s).
             timeout_keep_alive=KEEP_ALIVE_S,
+            # The gateway reads no client address or scheme: uvicorn's X-Forwarded-* rewrite of every
+            # request's scope would be work for nothing (and a header a client could forge).
+            proxy_headers=False,
         )
         server = DrainingServer(
             config,
