@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     profiling.add_argument(
         "--sampler",
-        choices=["yappi", "py-spy"],
+        choices=["yappi", "py-spy", "perf"],
         default="yappi",
-        help="yappi: every call counted (call-heavy code looks dearer); py-spy: sampled, real shares",
+        help="yappi: every call counted (call-heavy code looks dearer); py-spy: sampled, real shares; "
+        "perf: below Python (interpreter, kernel by system call, SQLite), beside a bare proxy",
     )
     soak = sub.add_parser(
         "soak", help="mixed traffic with faults injected at random, then the ledger reconciled"
@@ -96,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown(loaded))
         return 0
     if args.command == "profile":
-        from benchmarks import profile, sampled_profile
+        from benchmarks import native_profile, profile, sampled_profile
 
-        runner = sampled_profile.run if args.sampler == "py-spy" else profile.run
+        runners = {"py-spy": sampled_profile.run, "perf": native_profile.run}
+        runner = runners.get(args.sampler, profile.run)
         print(json.dumps(runner(args.results_dir, command, args.path), indent=2))
         return 0
     if args.command == "ab":
