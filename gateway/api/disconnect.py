@@ -3,9 +3,10 @@
 Starlette notices a vanished client only once a streamed response is running; a request still waiting for
 a slot of its model, or for a whole (non-streamed) answer, would otherwise keep its place in the queue and
 its engine slot until it was served to nobody. Clients that time out and retry under load then double the
-load. ``unless_gone`` runs the wait with a watcher on the connection: when the client goes, the wait is
-cancelled, which leaves the queue, frees the slot and aborts the engine request (each layer's own
-cancellation), and the caller records the call as cancelled.
+load. ``unless_gone`` runs the wait with a watcher on the connection, from the wait's first 50 ms on (a
+call answered sooner never starts one): when the client goes, the wait is cancelled, which leaves the
+queue, frees the slot and aborts the engine request (each layer's own cancellation), and the caller
+records the call as cancelled.
 """
 
 from __future__ import annotations
