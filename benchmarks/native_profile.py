@@ -7,8 +7,10 @@ the kernel (and which system call), SQLite or uvloop. ``perf record -e cpu-clock
 CPU, in every shared object, the kernel included, and needs no hardware counters (these VMs have none).
 Non-stream c=1 on the upstream path, the gateway and the bare proxy (``benchmarks.asgi_floor``) in
 alternating cells in front of the same mock; each report line is microseconds of CPU per request:
-``U`` user space by shared object, ``K`` kernel time by the system call it ran for (or the kernel work
-outside one, such as an interrupt). The report goes to ``benchmarks/results/perf-upstream-nonstream-c1.txt``.
+``U`` user space by shared object, ``K`` kernel time by the system call it ran for (``via f``: the chain
+perf recorded holds no system call's frame, and ``f`` is the user-space function that entered the
+kernel, such as libc's ``write``; else interrupts and other kernel work). The report goes to
+``benchmarks/results/perf-upstream-nonstream-c1.txt``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,10 @@ def breakdown(script: str) -> collections.Counter[str]:
         innermost = frames[0] if frames else ""
         if "[kernel" in innermost:
             call = next((f.split()[1] for f in frames if "__x64_sys_" in f or "__do_sys_" in f), None)
-            spent[f"K {call or 'outside a system call'}"] += period
+            if call is None:  # no system call in the recorded chain: the user-space function that entered
+                entry = next((f.split()[1] for f in frames if "[kernel" not in f), None)
+                call = f"via {entry}" if entry else "interrupts and kernel work outside a call"
+            spent[f"K {call}"] += period
         else:
             spent[f"U {innermost.rsplit('(', 1)[-1].rstrip(')').rsplit('/', 1)[-1] or '?'}"] += period
     return spent

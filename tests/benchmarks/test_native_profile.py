@@ -23,6 +23,10 @@ SCRIPT = """    500000
 \tffffffff81000001 handle_softirqs ([kernel.kallsyms])
 \tffffffff81000002 irq_exit_rcu ([kernel.kallsyms])
 
+    125000 
+\tffffffff81000003 tcp_sendmsg ([kernel.kallsyms])
+\t          10e2b0 __GI___libc_write (/usr/lib/x86_64-linux-gnu/libc.so.6)
+
     250000 
 \t            1234 sqlite3VdbeExec (/usr/lib/x86_64-linux-gnu/libsqlite3.so.0.8.6)
 
@@ -37,7 +41,8 @@ def test_samples_are_charged_to_their_shared_object_or_the_system_call_they_ran_
             "U libpython3.11.so.1.0": 500_000,
             "K __x64_sys_epoll_pwait": 500_000,
             "K __x64_sys_fdatasync": 1_000_000,
-            "K outside a system call": 250_000,
+            "K interrupts and kernel work outside a call": 250_000,
+            "K via __GI___libc_write": 125_000,
             "U libsqlite3.so.0.8.6": 250_000,
         }
     )
@@ -46,6 +51,6 @@ def test_samples_are_charged_to_their_shared_object_or_the_system_call_they_ran_
 def test_the_report_gives_microseconds_a_request_and_shares_per_cell() -> None:
     text = report("# title", {"gateway, round 1": (breakdown(SCRIPT), 10)})
     assert text.startswith("# title\n")
-    assert "## gateway, round 1: 10 requests, 250.0 us of CPU each" in text
-    assert "   100.0 us   40.0 %  K __x64_sys_fdatasync" in text
-    assert "    50.0 us   20.0 %  U libpython3.11.so.1.0" in text
+    assert "## gateway, round 1: 10 requests, 262.5 us of CPU each" in text
+    assert "   100.0 us   38.1 %  K __x64_sys_fdatasync" in text
+    assert "    50.0 us   19.0 %  U libpython3.11.so.1.0" in text
