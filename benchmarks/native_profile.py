@@ -64,7 +64,8 @@ def breakdown(script: str) -> collections.Counter[str]:
 
 
 def report(title: str, cells: dict[str, tuple[collections.Counter[str], int]]) -> str:
-    """Microseconds per request by place, each cell's top ``TOP`` and its total, side by side."""
+    """Microseconds per request by place: each cell's total, then its top ``TOP`` places, one cell after
+    another."""
     lines = [title, ""]
     for name, (spent, requests) in cells.items():
         total = sum(spent.values())

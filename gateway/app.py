@@ -130,19 +130,7 @@ def build_app(
 ) -> FastAPI:
     """The gateway's app on its collaborators; ``usage_log`` writes each settled request's usage line."""
     app = FastAPI(title="MaaS gateway", version="0.1.0", docs_url=None, redoc_url=None)
-    app.state.model_router = model_router
-    app.state.keystore = keystore
-    app.state.ledger = ledger
-    app.state.metrics = metrics
-    app.state.admission = admission
-    app.state.catalog_controller = catalog_controller
-    app.state.utilization = utilization
-    app.state.health_source = health_source
-    app.state.model_gates = model_gates or ModelGates()
-    app.state.placement = placement or LivePlacement(on_spill=metrics.spilled)
-    app.state.started_at = time.time()
-    app.state.audit = audit or AuditLog(keystore.database)  # beside the tenants and keys it is about
-    app.state.drain = drain or Drain()
+    # What the request path uses, in one object; what only the operator's routes use, on its own.
     app.state.services = Services(
         keystore=keystore,
         model_router=model_router,
@@ -150,11 +138,15 @@ def build_app(
         metrics=metrics,
         admission=admission,
         utilization=utilization,
-        model_gates=app.state.model_gates,
-        placement=app.state.placement,
-        drain=app.state.drain,
+        model_gates=model_gates or ModelGates(),
+        placement=placement or LivePlacement(on_spill=metrics.spilled),
+        drain=drain or Drain(),
         usage_log=usage_log,
     )
+    app.state.catalog_controller = catalog_controller
+    app.state.health_source = health_source
+    app.state.started_at = time.time()
+    app.state.audit = audit or AuditLog(keystore.database)  # beside the tenants and keys it is about
     app.add_exception_handler(ServiceError, _on_gateway_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
@@ -180,7 +172,7 @@ def build_app(
     # Innermost first: a middleware added later wraps the ones before it.
     app.add_middleware(DirectRoutes, endpoints=direct_endpoints(app.routes))
     app.add_middleware(BodyLimit)
-    app.add_middleware(DrainGate, drain=app.state.drain)
+    app.add_middleware(DrainGate, drain=app.state.services.drain)
     app.add_middleware(RequestClock)
     app.openapi = with_bodies(  # type: ignore[method-assign]
         app,

@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Services:
-    """The collaborators a request's call uses, found with one lookup a request: each attribute of
-    Starlette's ``app.state`` is a Python ``__getattr__`` call, and a call used seven."""
+    """The collaborators of the request path, on ``app.state`` as one object: each attribute of Starlette's
+    ``app.state`` is a Python ``__getattr__`` call, and a call used seven. The ``get_*`` accessors read
+    them from here too."""
 
     keystore: KeyStore
     model_router: ModelRouter
@@ -56,13 +57,11 @@ def get_services(request: Request) -> Services:
 
 
 def get_model_router(request: Request) -> ModelRouter:
-    router: ModelRouter = request.app.state.model_router
-    return router
+    return get_services(request).model_router
 
 
 def get_keystore(request: Request) -> KeyStore:
-    keystore: KeyStore = request.app.state.keystore
-    return keystore
+    return get_services(request).keystore
 
 
 def get_audit(request: Request) -> AuditLog:
@@ -83,38 +82,31 @@ def get_catalog_controller(request: Request) -> CatalogController:
 
 
 def get_utilization(request: Request) -> UtilizationMeter | None:
-    utilization: UtilizationMeter | None = request.app.state.utilization
-    return utilization
+    return get_services(request).utilization
 
 
 def get_admission(request: Request) -> Admission:
-    admission: Admission = request.app.state.admission
-    return admission
+    return get_services(request).admission
 
 
 def get_model_gates(request: Request) -> ModelGates:
-    gates: ModelGates = request.app.state.model_gates
-    return gates
+    return get_services(request).model_gates
 
 
 def get_placement(request: Request) -> LivePlacement:
-    placement: LivePlacement = request.app.state.placement
-    return placement
+    return get_services(request).placement
 
 
 def get_ledger(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
-    return ledger
+    return get_services(request).ledger
 
 
 def get_drain(request: Request) -> Drain:
-    drain: Drain = request.app.state.drain
-    return drain
+    return get_services(request).drain
 
 
 def get_metrics(request: Request) -> GatewayMetrics:
-    metrics: GatewayMetrics = request.app.state.metrics
-    return metrics
+    return get_services(request).metrics
 
 
 def header(request: Request, name: bytes) -> str | None:

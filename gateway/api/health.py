@@ -8,6 +8,8 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from gateway.api.deps import get_drain
+
 router = APIRouter()
 
 HealthSource = Callable[[], dict[str, str]]
@@ -17,7 +19,7 @@ HealthSource = Callable[[], dict[str, str]]
 async def health(request: Request) -> JSONResponse:
     source: HealthSource = request.app.state.health_source
     models = source()
-    if request.app.state.drain.draining:
+    if get_drain(request).draining:
         return JSONResponse({"status": "draining", "models": models}, status_code=503)
     healthy = all(status == "RUNNING" for status in models.values())
     return JSONResponse(

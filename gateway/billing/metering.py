@@ -45,8 +45,8 @@ def usage_args(record: UsageRecord) -> tuple[object, ...]:
 
 
 def log_usage(record: UsageRecord) -> None:
-    """Log a settled record's usage line through ``logging`` (the serving process writes it faster: see
-    ``gateway.cli.logs.usage_logger``)."""
+    """Log a settled record's usage line through ``logging`` (``maas serve`` has its log writer's thread
+    make the record instead: ``gateway.cli.logs.BatchWriter.line``)."""
     logger.info(USAGE_LINE, *usage_args(record))
 
 

@@ -85,7 +85,9 @@ class Ledger:
             try:
                 self.store.write_batch((record,))
             except Exception as exc:
-                outcome: Future[None] = self._failed(exc, 1)
+                _log_failure(exc, 1)
+                outcome: Future[None] = Future()
+                outcome.set_exception(exc)
             else:
                 outcome = self._committed
         finally:
@@ -100,19 +102,12 @@ class Ledger:
             )
         return outcome
 
-    @staticmethod
-    def _failed(exc: Exception, records: int) -> Future[None]:
-        logger.error("ledger write failed records=%d error=%s", records, type(exc).__name__)
-        failed: Future[None] = Future()
-        failed.set_exception(exc)
-        return failed
-
     def _write(self, batch: Sequence[tuple[UsageRecord, Future[None]]]) -> None:
         """Commit ``batch`` (the caller holds ``_writing``) and complete its futures."""
         try:
             self.store.write_batch([record for record, _ in batch])
         except Exception as exc:
-            logger.error("ledger write failed records=%d error=%s", len(batch), type(exc).__name__)
+            _log_failure(exc, len(batch))
             for _, done in batch:
                 done.set_exception(exc)
         else:
@@ -150,6 +145,10 @@ class Ledger:
         self._queue.put(None)
         self._thread.join(timeout=30)
         self.store.close()
+
+
+def _log_failure(exc: Exception, records: int) -> None:
+    logger.error("ledger write failed records=%d error=%s", records, type(exc).__name__)
 
 
 DURABILITIES = ("power-loss", "crash")

@@ -15,7 +15,7 @@ from tests.gateway.api.conftest import assert_openai_error
 async def test_a_draining_gateway_refuses_new_requests_but_still_answers_health(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
-    drain: Drain = client._transport.app.state.drain  # type: ignore[attr-defined]
+    drain: Drain = client._transport.app.state.services.drain  # type: ignore[attr-defined]
     assert (await client.get("/v1/models", headers=auth)).status_code == 200
     drain.begin()
     response = await client.get("/v1/models", headers=auth)

@@ -93,7 +93,7 @@ async def test_a_key_revoked_through_one_gateway_is_refused_by_the_other_within_
 
 async def test_a_rate_limit_holds_across_both_gateways_counters_in_redis(gateways: list[Gateway]) -> None:
     caller = Principal(tenant="acme", key_id="k1", tenant_limits=RateLimits(rpm=6))
-    admissions = [app.state.admission for _, _, app in gateways]
+    admissions = [app.state.services.admission for _, _, app in gateways]
     assert type(admissions[0].store).__name__ == "RedisCounterStore"
     results = await asyncio.gather(
         *(admissions[i % 2].admit(caller, Estimate(1, 0)) for i in range(30)),
